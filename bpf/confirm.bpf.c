@@ -1,0 +1,181 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* The confirm step: __nf_conntrack_confirm() entry and return, and nf_ct_resolve_clash(), whose
+ * h argument is the entry that won the race. Its result is the result of confirm, so the outcome
+ * (dropped or resolved) is read once, at confirm's return. */
+#include "common.bpf.h"
+
+static __always_inline int handle_confirm_entry(struct sk_buff *skb)
+{
+	__u32 ctinfo;
+	struct nf_conn *ct = skb_conn(skb, &ctinfo);
+	struct inflight rec = {};
+	__u64 key;
+
+	/* confirm returns early for reply-direction packets; nothing can be dropped there */
+	if (!ct || ctinfo >= IP_CT_IS_REPLY)
+		return 0;
+	if (targ_netns && conn_netns(ct) != targ_netns)
+		return 0;
+	rec.skb = (__u64)skb;
+	rec.ct = (__u64)ct;
+	key = task_key();
+	if (bpf_map_update_elem(&inflight, &key, &rec, BPF_ANY))
+		count(CTCT_CNT_INFLIGHT_MAP_FULL);
+	return 0;
+}
+
+static __always_inline int handle_resolve_clash(struct sk_buff *skb, struct nf_conntrack_tuple_hash *h)
+{
+	__u64 key = task_key();
+	struct inflight *rec = bpf_map_lookup_elem(&inflight, &key);
+	struct nf_conn *winner;
+
+	if (!rec || rec->skb != (__u64)skb)
+		return 0;
+	winner = tuplehash_to_conn(h);
+	rec->winner_ct = (__u64)winner;
+	rec->has_winner = 1;
+	/* Read both now: on success the loser is released before confirm returns. */
+	read_conn(&rec->loser, (struct nf_conn *)rec->ct);
+	read_conn(&rec->winner, winner);
+	return 0;
+}
+
+static __always_inline void fill_queue(struct ctct_event *e, __u64 skb)
+{
+	struct ctct_queue *q = bpf_map_lookup_elem(&queued, &skb);
+
+	if (!q)
+		return;
+	e->loser_queue = *q;
+	e->flags |= CTCT_F_LOSER_QUEUED;
+	bpf_map_delete_elem(&queued, &skb);
+}
+
+static __always_inline bool tuple_equal(const struct ctct_tuple *a, const struct ctct_tuple *b)
+{
+	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
+
+	/* clang 14 does not lower memcmp for BPF */
+#pragma unroll
+	for (int i = 0; i < sizeof(*a) / sizeof(__u64); i++)
+		if (x[i] != y[i])
+			return false;
+	return true;
+}
+
+static __always_inline void fill_winner(struct ctct_event *e, struct inflight *rec)
+{
+	struct winner_rec *w;
+
+	e->winner = rec->winner;
+	e->flags |= CTCT_F_HAS_WINNER;
+	w = bpf_map_lookup_elem(&winners, &rec->winner_ct);
+	if (!w || !tuple_equal(&w->orig, &rec->winner.orig))
+		return;
+	e->winner_queue = w->queue;
+	e->winner_confirm_ns = w->confirm_ns;
+	e->flags |= CTCT_F_WINNER_QUEUED;
+}
+
+/* A confirmed ct that came through the queue may win a later clash: remember its queue record. */
+static __always_inline void remember_winner(__u64 skb, __u64 ct)
+{
+	struct ctct_queue *q = bpf_map_lookup_elem(&queued, &skb);
+	struct winner_rec w = {};
+
+	if (!q)
+		return;
+	w.confirm_ns = bpf_ktime_get_ns();
+	w.queue = *q;
+	read_tuple(&w.orig, __builtin_preserve_access_index(&((struct nf_conn *)ct)->tuplehash[0].tuple));
+	bpf_map_delete_elem(&queued, &skb);
+	if (bpf_map_update_elem(&winners, &ct, &w, BPF_ANY))
+		count(CTCT_CNT_WINNER_MAP_FULL);
+}
+
+static __always_inline int handle_confirm_exit(int ret)
+{
+	__u64 key = task_key();
+	struct inflight *rec = bpf_map_lookup_elem(&inflight, &key);
+	struct ctct_event *e;
+	struct nf_conn *ct;
+
+	if (!rec)
+		return 0;
+	if (ret != NF_DROP && !rec->has_winner) {
+		remember_winner(rec->skb, rec->ct);
+		goto out;
+	}
+	e = scratch_event();
+	if (!e)
+		goto out;
+	ct = (struct nf_conn *)rec->ct;
+	e->ts_ns = bpf_ktime_get_ns();
+	e->cpu = bpf_get_smp_processor_id();
+	e->netns_ino = conn_netns(ct);
+	e->source = CTCT_SRC_CONFIRM_HOOK;
+	if (rec->has_winner) {
+		e->loser = rec->loser;
+		fill_winner(e, rec);
+		e->cause = CTCT_CAUSE_CLASH;
+	} else {
+		read_conn(&e->loser, ct);
+		e->cause = CTCT_CAUSE_OTHER;
+	}
+	if (e->loser.orig.l3num == CTCT_AF_INET6)
+		e->flags |= CTCT_F_IPV6;
+	fill_queue(e, rec->skb);
+	if (ret == NF_DROP) {
+		e->type = CTCT_EV_CONFIRM_DROP;
+		/* kfree_skb completes and emits it; the loader sweeps what never gets freed */
+		if (bpf_map_update_elem(&pending, &rec->skb, e, BPF_ANY)) {
+			count(CTCT_CNT_PENDING_MAP_FULL);
+			submit(e);
+		}
+	} else {
+		e->type = CTCT_EV_CLASH_RESOLVED;
+		submit(e);
+	}
+out:
+	bpf_map_delete_elem(&inflight, &key);
+	return 0;
+}
+
+SEC("fentry")
+int BPF_PROG(confirm_fentry, struct sk_buff *skb)
+{
+	return handle_confirm_entry(skb);
+}
+
+SEC("kprobe")
+int BPF_KPROBE(confirm_kprobe, struct sk_buff *skb)
+{
+	return handle_confirm_entry(skb);
+}
+
+SEC("fexit")
+int BPF_PROG(confirm_fexit, struct sk_buff *skb, int ret)
+{
+	return handle_confirm_exit(ret);
+}
+
+SEC("kretprobe")
+int BPF_KRETPROBE(confirm_kretprobe, int ret)
+{
+	return handle_confirm_exit(ret);
+}
+
+SEC("fentry")
+int BPF_PROG(resolve_clash_fentry, struct sk_buff *skb, struct nf_conntrack_tuple_hash *h)
+{
+	return handle_resolve_clash(skb, h);
+}
+
+SEC("kprobe")
+int BPF_KPROBE(resolve_clash_kprobe, struct sk_buff *skb, struct nf_conntrack_tuple_hash *h)
+{
+	return handle_resolve_clash(skb, h);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* Event and config layout shared by the BPF programs and the C++ loader.
+ * Fixed-width types and explicit padding only: the loader static_asserts the sizes. */
+#ifndef CTCT_EVENT_H
+#define CTCT_EVENT_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+#define CTCT_SCHEMA_VERSION 1
+
+enum ctct_event_type {
+	CTCT_EV_CONFIRM_DROP = 1,   /* __nf_conntrack_confirm returned NF_DROP */
+	CTCT_EV_CLASH_RESOLVED = 2, /* nf_ct_resolve_clash kept the packet */
+};
+
+/* Why confirm dropped the packet; only CLASH is the NFQUEUE race, the rest are rarer kernel paths. */
+enum ctct_cause {
+	CTCT_CAUSE_UNKNOWN = 0,
+	CTCT_CAUSE_CLASH = 1,         /* lost the race to an entry already in the hash */
+	CTCT_CAUSE_OTHER = 2,         /* dying ct, invalid extension or chain too long */
+	CTCT_CAUSE_INSERT_FAILED = 3, /* tracepoint mode: insert_failed grew on this CPU */
+};
+
+/* Which mechanism produced the event. */
+enum ctct_source {
+	CTCT_SRC_CONFIRM_HOOK = 1, /* fentry/fexit or kprobe/kretprobe on __nf_conntrack_confirm */
+	CTCT_SRC_FREE_HEURISTIC = 2, /* tracepoint mode: skb:kfree_skb + per-CPU insert_failed */
+};
+
+enum ctct_event_flags {
+	CTCT_F_LOSER_QUEUED = 1 << 0,  /* loser_queue is valid */
+	CTCT_F_HAS_WINNER = 1 << 1,    /* winner is valid */
+	CTCT_F_WINNER_QUEUED = 1 << 2, /* winner_queue and winner_confirm_ns are valid */
+	CTCT_F_FREED = 1 << 3,         /* the skb was seen dying in kfree_skb: drop_reason, drop_location valid */
+	CTCT_F_IPV6 = 1 << 4,
+};
+
+struct ctct_tuple {
+	__u8 src[16]; /* IPv4 uses the first 4 bytes, network order */
+	__u8 dst[16];
+	__u16 sport; /* network byte order as the kernel stores it; ICMP: id */
+	__u16 dport; /* network byte order; ICMP: type << 8 | code */
+	__u8 l3num;  /* AF_INET or AF_INET6 */
+	__u8 protonum;
+	__u8 _pad[2];
+};
+
+struct ctct_conn {
+	struct ctct_tuple orig;
+	struct ctct_tuple reply;
+	__u64 status; /* enum ip_conntrack_status bits */
+	__u32 mark;
+	__u16 zone;
+	__u8 _pad[2];
+};
+
+struct ctct_queue {
+	__u64 enqueue_ns; /* bpf_ktime_get_ns() at nfqnl_enqueue_packet */
+	__u64 reinject_ns; /* at nf_reinject/nfqnl_reinject */
+	__u32 queue_num;
+	__u32 packet_id; /* nf_queue_entry->id, as userspace saw it */
+	__u32 verdict;
+	__u8 hook; /* NF_INET_* */
+	__u8 pf;   /* NFPROTO_* */
+	__u8 _pad[2];
+};
+
+struct ctct_event {
+	__u32 type;  /* enum ctct_event_type */
+	__u32 cause; /* enum ctct_cause */
+	__u32 source; /* enum ctct_source */
+	__u32 flags; /* enum ctct_event_flags */
+	__u64 ts_ns; /* bpf_ktime_get_ns() of the outcome (CLOCK_MONOTONIC) */
+	__u32 netns_ino;
+	__u32 cpu;
+	__u32 drop_reason; /* enum skb_drop_reason value; name comes from the running kernel's BTF */
+	__u32 insert_failed_delta; /* tracepoint mode: growth seen on this CPU; else 0 */
+	__u64 drop_location; /* kernel text address that freed the skb */
+	__u64 winner_confirm_ns; /* when the winner was confirmed */
+	struct ctct_conn loser;
+	struct ctct_conn winner;
+	struct ctct_queue loser_queue;
+	struct ctct_queue winner_queue;
+};
+
+/* Per-CPU loss and health counters, index into the counters array map. */
+enum ctct_counter {
+	CTCT_CNT_RINGBUF_FULL = 0,    /* bpf_ringbuf_reserve failed: event lost */
+	CTCT_CNT_QUEUE_MAP_FULL,      /* enqueue record could not be stored */
+	CTCT_CNT_INFLIGHT_MAP_FULL,   /* confirm entry record could not be stored */
+	CTCT_CNT_PENDING_MAP_FULL,    /* drop waiting for kfree_skb could not be stored */
+	CTCT_CNT_WINNER_MAP_FULL,
+	CTCT_CNT_CONFIRM_EXIT_UNMATCHED, /* confirm exit without its entry record */
+	CTCT_CNT_UNSEEDED_BASELINE,   /* tracepoint mode: first observation of a (netns, cpu) */
+	CTCT_CNT_EVENTS,              /* events submitted */
+	CTCT_CNT_MAX,
+};
+
+#endif

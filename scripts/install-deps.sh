@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs everything ctconfirm-trace needs to build, run and test, from Debian only.
+set -euo pipefail
+pkgs=(
+  build-essential cmake pkg-config clang llvm
+  libbpf-dev bpftool libelf-dev zlib1g-dev
+  libcli11-dev nlohmann-json3-dev googletest libgtest-dev libbenchmark-dev
+  libnetfilter-queue-dev libmnl-dev libnftnl-dev
+  iproute2 iptables nftables conntrack kmod
+  qemu-system-x86 busybox-static cpio zstd xz-utils jq
+)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

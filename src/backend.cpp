@@ -1,0 +1,143 @@
+#include "backend.hpp"
+
+namespace ctct {
+
+const char *attach_name(Attach a)
+{
+	switch (a) {
+	case Attach::Fentry: return "fentry";
+	case Attach::Kprobe: return "kprobe";
+	case Attach::TpBtf: return "tp_btf";
+	}
+	return "?";
+}
+
+const char *backend_name(Backend b)
+{
+	switch (b) {
+	case Backend::Auto: return "auto";
+	case Backend::Fentry: return "fentry";
+	case Backend::Kprobe: return "kprobe";
+	case Backend::Tracepoint: return "tracepoint";
+	}
+	return "?";
+}
+
+bool parse_backend(const std::string &s, Backend &out)
+{
+	static const std::map<std::string, Backend> m = {
+		{"auto", Backend::Auto}, {"fentry", Backend::Fentry}, {"kprobe", Backend::Kprobe}, {"tracepoint", Backend::Tracepoint}};
+	auto it = m.find(s);
+	if (it == m.end())
+		return false;
+	out = it->second;
+	return true;
+}
+
+const std::vector<HookSpec> &hook_table()
+{
+	// nfqnl_reinject replaced nf_reinject in 6.9 (nf_reinject's body moved into nfnetlink_queue).
+	static const std::vector<HookSpec> t = {
+		{"confirm", {"__nf_conntrack_confirm"}, "confirm_fentry", "confirm_kprobe", "", false,
+		 "confirm drops and resolved clashes"},
+		{"confirm_return", {"__nf_conntrack_confirm"}, "confirm_fexit", "confirm_kretprobe", "", true,
+		 "confirm drops and resolved clashes"},
+		{"resolve_clash", {"nf_ct_resolve_clash"}, "resolve_clash_fentry", "resolve_clash_kprobe", "", false,
+		 "the winning conntrack of a clash, and resolved clashes"},
+		{"enqueue", {"nfqnl_enqueue_packet"}, "enqueue_fentry", "enqueue_kprobe", "", false,
+		 "queue number and time in queue"},
+		{"reinject", {"nfqnl_reinject", "nf_reinject"}, "reinject_fentry", "reinject_kprobe", "", false,
+		 "time in queue, packet id and verdict"},
+		{"kfree_skb", {"skb:kfree_skb"}, "", "", "kfree_skb_btf", false,
+		 "drop reason and location (and detection itself in tracepoint mode)"},
+	};
+	return t;
+}
+
+std::vector<Attach> allowed_attaches(Backend b)
+{
+	switch (b) {
+	case Backend::Auto: return {Attach::Fentry, Attach::Kprobe};
+	case Backend::Fentry: return {Attach::Fentry};
+	case Backend::Kprobe: return {Attach::Kprobe};
+	case Backend::Tracepoint: return {};
+	}
+	return {};
+}
+
+static const ProbeResult *find(const ProbeResults &p, const std::string &hook, Attach a)
+{
+	auto h = p.find(hook);
+	if (h == p.end())
+		return nullptr;
+	auto r = h->second.find(a);
+	return r == h->second.end() ? nullptr : &r->second;
+}
+
+Plan choose_plan(Backend requested, const ProbeResults &probes)
+{
+	Plan plan;
+	std::map<std::string, HookChoice> chosen;
+	for (const auto &spec : hook_table()) {
+		if (!spec.tp_prog.empty()) {
+			const ProbeResult *r = find(probes, spec.name, Attach::TpBtf);
+			if (r && r->ok)
+				chosen[spec.name] = {spec.name, Attach::TpBtf, r->function, spec.tp_prog};
+			continue;
+		}
+		for (Attach a : allowed_attaches(requested)) {
+			const ProbeResult *r = find(probes, spec.name, a);
+			if (r && r->ok) {
+				chosen[spec.name] = {spec.name, a, r->function,
+						     a == Attach::Fentry ? spec.fentry_prog : spec.kprobe_prog};
+				break;
+			}
+		}
+	}
+	auto why = [&](const std::string &hook) {
+		std::string out;
+		auto attaches = hook == "kfree_skb" ? std::vector<Attach>{Attach::TpBtf} : allowed_attaches(requested);
+		for (Attach a : attaches) {
+			const ProbeResult *r = find(probes, hook, a);
+			if (r && !r->ok)
+				out += (out.empty() ? "" : "; ") + r->message;
+		}
+		return out.empty() ? std::string("not probed") : out;
+	};
+
+	bool confirm_ok = chosen.count("confirm") && chosen.count("confirm_return");
+	bool free_ok = chosen.count("kfree_skb") != 0;
+	if (!confirm_ok) {
+		if (requested == Backend::Fentry || requested == Backend::Kprobe) {
+			plan.error = std::string("cannot attach to __nf_conntrack_confirm with ") + backend_name(requested) + ": " +
+				     why(chosen.count("confirm") ? "confirm_return" : "confirm") +
+				     "; retry with --backend=auto or --backend=tracepoint";
+			return plan;
+		}
+		if (!free_ok) {
+			plan.error = "nothing attachable: __nf_conntrack_confirm (" + why("confirm") +
+				     ") and tracepoint skb:kfree_skb (" +
+why("kfree_skb") + ")";
+			return plan;
+		}
+		// Tracepoint mode: function hooks are not used at all, so the result does not depend on
+		// which of them happened to attach.
+		plan.detect_at_free = true;
+		plan.hooks.push_back(chosen["kfree_skb"]);
+		plan.notes.push_back("tracepoint mode: confirm drops are detected at skb:kfree_skb from insert_failed; "
+				     "resolved clashes, the winning flow and time in queue are not observable");
+		if (requested == Backend::Auto)
+			plan.notes.push_back("__nf_conntrack_confirm not attachable: " + why("confirm"));
+		return plan;
+	}
+	for (const auto &spec : hook_table()) {
+		auto it = chosen.find(spec.name);
+		if (it != chosen.end())
+			plan.hooks.push_back(it->second);
+		else
+			plan.notes.push_back(spec.name + " unavailable (" + why(spec.name) + "): no " + spec.purpose);
+	}
+	return plan;
+}
+
+} // namespace ctct

@@ -1,0 +1,55 @@
+// Which program attaches to which kernel function: the preference table and the decision, kept pure
+// (probe results in, plan out) so the decision table is unit-tested without a kernel.
+#pragma once
+#include <map>
+#include <string>
+#include <vector>
+
+namespace ctct {
+
+enum class Backend { Auto, Fentry, Kprobe, Tracepoint };
+enum class Attach { Fentry, Kprobe, TpBtf };
+
+const char *attach_name(Attach a);
+bool parse_backend(const std::string &s, Backend &out);
+const char *backend_name(Backend b);
+
+struct HookSpec {
+	std::string name;                   // "confirm", "reinject", ...
+	std::vector<std::string> functions; // kernel functions in order of preference
+	std::string fentry_prog;            // program names in the skeleton ("" if none)
+	std::string kprobe_prog;
+	std::string tp_prog;                // tracepoint programs have no function alternative
+	bool is_return;                     // fexit / kretprobe
+	std::string purpose;                // what the user loses without it
+};
+const std::vector<HookSpec> &hook_table();
+
+struct ProbeResult {
+	bool ok = false;
+	std::string function; // the function it was tried on
+	int error = 0;        // positive errno
+	std::string message;  // one line: what failed and a hint
+};
+// probes[hook][attach]
+using ProbeResults = std::map<std::string, std::map<Attach, ProbeResult>>;
+
+struct HookChoice {
+	std::string hook;
+	Attach attach;
+	std::string function;
+	std::string program;
+};
+
+struct Plan {
+	std::vector<HookChoice> hooks;
+	bool detect_at_free = false; // tracepoint mode
+	std::vector<std::string> notes; // what is not observable and why
+	std::string error;              // non-empty: cannot trace as asked
+};
+
+// Attach types that a backend allows for function hooks, in order of preference.
+std::vector<Attach> allowed_attaches(Backend b);
+Plan choose_plan(Backend requested, const ProbeResults &probes);
+
+} // namespace ctct

@@ -1,0 +1,35 @@
+#include "btf_names.hpp"
+
+#include <bpf/btf.h>
+
+namespace ctct {
+
+DropReasons DropReasons::load()
+{
+	DropReasons r;
+	struct btf *btf = btf__load_vmlinux_btf();
+	if (!btf)
+		return r;
+	int id = btf__find_by_name_kind(btf, "skb_drop_reason", BTF_KIND_ENUM);
+	if (id > 0) {
+		const struct btf_type *t = btf__type_by_id(btf, id);
+		const struct btf_enum *e = btf_enum(t);
+		static const std::string prefix = "SKB_DROP_REASON_";
+		for (int i = 0; i < btf_vlen(t); i++, e++) {
+			std::string n = btf__name_by_offset(btf, e->name_off);
+			if (n.rfind(prefix, 0) == 0)
+				n = n.substr(prefix.size());
+			r.names_.emplace((uint32_t)e->val, n);
+		}
+	}
+	btf__free(btf);
+	return r;
+}
+
+std::string DropReasons::name(uint32_t value) const
+{
+	auto it = names_.find(value);
+	return it == names_.end() ? std::to_string(value) : it->second;
+}
+
+} // namespace ctct

@@ -1,0 +1,34 @@
+// Rendering of events: tuples, JSON lines (schema in docs/json-schema.md), human lines.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <nlohmann/json.hpp>
+#include "event.hpp"
+
+namespace ctct {
+
+// What the formatter needs from the running system, injected so unit tests need no kernel.
+struct FormatContext {
+	int64_t realtime_offset_ns = 0; // CLOCK_REALTIME - CLOCK_MONOTONIC at start
+	std::function<std::string(uint32_t)> drop_reason_name;   // from the running kernel's BTF
+	std::function<std::string(uint64_t)> symbolize;          // kernel address -> "func+0x1a"
+};
+
+std::string addr_to_string(const uint8_t addr[16], uint8_t l3num);
+std::string proto_name(uint8_t protonum);
+std::string hook_name(uint8_t hook);
+std::string verdict_name(uint32_t verdict);
+std::string event_type_name(uint32_t type);
+std::string cause_name(uint32_t cause);
+std::string tuple_to_string(const ctct_tuple &t); // "udp 10.0.0.1:53 -> 10.0.0.2:40000"
+std::string iso8601_ns(int64_t realtime_ns);       // "2026-11-24T03:04:05.123456789Z"
+
+nlohmann::json tuple_json(const ctct_tuple &t);
+nlohmann::json event_json(const ctct_event &e, const FormatContext &ctx);
+std::string event_text(const ctct_event &e, const FormatContext &ctx);
+
+// Time the loser spent in NFQUEUE, or -1 when it was not seen there.
+int64_t queue_latency_ns(const ctct_queue &q, uint32_t flags, uint32_t valid_flag);
+
+} // namespace ctct

@@ -1,0 +1,259 @@
+// ctconfirm-trace: links conntrack confirm drops after NFQUEUE to their flow, netns, queue and time in queue.
+#include <CLI/CLI.hpp>
+#include <bpf/libbpf.h>
+#include <csignal>
+#include <cstdarg>
+#include <cstdio>
+#include <iostream>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend.hpp"
+#include "btf_names.hpp"
+#include "cli_util.hpp"
+#include "format.hpp"
+#include "kernel_text.hpp"
+#include "probe.hpp"
+#include "summary.hpp"
+#include "tracer.hpp"
+
+using namespace ctct;
+
+namespace {
+
+// Exit codes (README "Exit codes").
+constexpr int kExitOk = 0;
+constexpr int kExitRuntime = 1;
+constexpr int kExitUsage = 2;
+
+volatile sig_atomic_t g_stop = 0;
+bool g_verbose = false;
+
+void on_signal(int) { g_stop = 1; }
+
+int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	if (level == LIBBPF_DEBUG && !g_verbose)
+		return 0;
+	if (level == LIBBPF_INFO && !g_verbose)
+		return 0;
+	fprintf(stderr, "libbpf: ");
+	return vfprintf(stderr, fmt, ap);
+}
+
+[[noreturn]] void die(int code, const std::string &msg)
+{
+	fprintf(stderr, "ctconfirm-trace: %s\n", msg.c_str());
+	exit(code);
+}
+
+void require_environment()
+{
+	if (geteuid() != 0)
+		die(kExitUsage, "must run as root (needs CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN)");
+	if (access("/sys/kernel/btf/vmlinux", R_OK) != 0)
+		die(kExitUsage, "this kernel has no BTF (/sys/kernel/btf/vmlinux missing; CONFIG_DEBUG_INFO_BTF=y needed): "
+				"CO-RE programs cannot load, nothing can be traced");
+}
+
+Kallsyms load_kallsyms()
+{
+	try {
+		return Kallsyms::parse(read_file("/proc/kallsyms"));
+	} catch (const std::exception &e) {
+		die(kExitUsage, e.what());
+	}
+}
+
+int64_t realtime_offset_ns()
+{
+	struct timespec rt, mono;
+	clock_gettime(CLOCK_REALTIME, &rt);
+	clock_gettime(CLOCK_MONOTONIC, &mono);
+	return ((int64_t)rt.tv_sec - mono.tv_sec) * 1000000000LL + (rt.tv_nsec - mono.tv_nsec);
+}
+
+struct TraceArgs {
+	std::string backend = "auto";
+	std::string duration;
+	bool json = false;
+	uint32_t netns = 0;
+	uint32_t ringbuf_kb = 4096;
+};
+
+int run_features(bool json)
+{
+	require_environment();
+	Kallsyms ksyms = load_kallsyms();
+	ProbeResults probes = probe_all(ksyms);
+	Plan plan = choose_plan(Backend::Auto, probes);
+	SystemFacts facts = gather_facts(ksyms);
+	if (json)
+		std::cout << features_json(facts, probes, plan).dump() << std::endl;
+	else
+		std::cout << features_text(facts, probes, plan);
+	return kExitOk;
+}
+
+int run_trace(const TraceArgs &a)
+{
+	Backend backend;
+	if (!parse_backend(a.backend, backend))
+		die(kExitUsage, "invalid --backend '" + a.backend + "': use auto, fentry, kprobe or tracepoint");
+	uint64_t duration_ns = 0;
+	if (!a.duration.empty()) {
+		try {
+			duration_ns = parse_duration_ns(a.duration);
+		} catch (const std::exception &e) {
+			die(kExitUsage, e.what());
+		}
+	}
+	if (a.ringbuf_kb < 4 || (a.ringbuf_kb & (a.ringbuf_kb - 1)))
+		die(kExitUsage, "invalid --ringbuf-kb " + std::to_string(a.ringbuf_kb) + ": must be a power of two >= 4");
+	require_environment();
+
+	Kallsyms ksyms = load_kallsyms();
+	Plan plan = choose_plan(backend, probe_all(ksyms));
+	if (!plan.error.empty())
+		die(kExitUsage, plan.error);
+
+	DropReasons reasons = DropReasons::load();
+	FormatContext ctx;
+	ctx.realtime_offset_ns = realtime_offset_ns();
+	ctx.drop_reason_name = [&](uint32_t v) { return reasons.name(v); };
+	ctx.symbolize = [&](uint64_t addr) { return ksyms.symbolize(addr); };
+
+	Summary summary;
+	summary.queue_observable = !plan.detect_at_free;
+	auto on_event = [&](const ctct_event &e) {
+		summary.add(e);
+		if (a.json)
+			std::cout << event_json(e, ctx).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+		else
+			std::cout << event_text(e, ctx) << '\n';
+	};
+
+	TracerOptions opts;
+	opts.netns = a.netns;
+	opts.ringbuf_bytes = a.ringbuf_kb * 1024;
+	std::unique_ptr<Tracer> tracer;
+	try {
+		tracer = std::make_unique<Tracer>(plan, opts, on_event);
+	} catch (const std::exception &e) {
+		die(kExitRuntime, e.what());
+	}
+
+	nlohmann::json start = {{"type", "start"}, {"schema", CTCT_SCHEMA_VERSION}, {"backend", a.backend},
+				{"mode", plan.detect_at_free ? "tracepoint" : "function"}, {"notes", plan.notes},
+				{"baselines_seeded", tracer->seeded()}};
+	for (const auto &h : plan.hooks)
+		start["hooks"].push_back({{"hook", h.hook}, {"attach", attach_name(h.attach)}, {"function", h.function}});
+	if (a.json) {
+		std::cout << start.dump() << std::endl;
+	} else {
+		std::string hooks;
+		for (const auto &h : plan.hooks)
+			hooks += " " + h.hook + "=" + attach_name(h.attach);
+		fprintf(stderr, "tracing (%s mode:%s); Ctrl-C to stop\n", plan.detect_at_free ? "tracepoint" : "function",
+			hooks.c_str());
+		for (const auto &n : plan.notes)
+			fprintf(stderr, "note: %s\n", n.c_str());
+	}
+
+	struct sigaction sa = {};
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, nullptr);
+	sigaction(SIGTERM, &sa, nullptr);
+
+	const auto names = counter_names();
+	std::vector<uint64_t> last(CTCT_CNT_MAX, 0);
+	// Losses are printed as soon as they change, and again in the summary.
+	auto report_losses = [&](bool final) {
+		auto now = tracer->counters();
+		bool changed = false;
+		for (int i = 0; i < CTCT_CNT_MAX; i++)
+			if (i != CTCT_CNT_EVENTS && i != CTCT_CNT_UNSEEDED_BASELINE && now[i] != last[i])
+				changed = true;
+		for (int i = 0; i < CTCT_CNT_MAX; i++)
+			if (i != CTCT_CNT_EVENTS)
+				summary.losses[names[i]] = now[i];
+		if (changed && !final) {
+			nlohmann::json j = {{"type", "loss"}, {"schema", CTCT_SCHEMA_VERSION}, {"counters", summary.losses}};
+			if (a.json)
+				std::cout << j.dump() << std::endl;
+			else
+				fprintf(stderr, "warning: events lost: %s\n", j["counters"].dump().c_str());
+		}
+		last = now;
+	};
+
+	uint64_t start_ns = monotonic_ns(), last_tick = start_ns;
+	while (!g_stop) {
+		int n = tracer->poll(100);
+		if (n < 0 && n != -EINTR)
+			die(kExitRuntime, std::string("ring buffer poll failed: ") + strerror(-n));
+		uint64_t now = monotonic_ns();
+		if (now - last_tick >= 1000000000ULL) {
+			tracer->sweep_pending(now, 1000000000ULL);
+			report_losses(false);
+			last_tick = now;
+		}
+		std::cout.flush();
+		if (duration_ns && now - start_ns >= duration_ns)
+			break;
+	}
+	// Drain what is already in the ring, then finish drops still waiting for their free.
+	tracer->poll(0);
+	tracer->sweep_pending(monotonic_ns(), 0);
+	report_losses(false);
+	report_losses(true);
+	if (a.json)
+		std::cout << summary.to_json().dump() << std::endl;
+	else
+		std::cout << summary.to_text() << std::endl;
+	return kExitOk;
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+	libbpf_set_print(libbpf_log);
+	CLI::App app{"ctconfirm-trace: find packets that conntrack's confirm step drops after NFQUEUE, with their flow "
+		     "(original and reply tuple), netns, queue and time spent in the queue."};
+	app.set_version_flag("--version", "ctconfirm-trace 0.1.0 (JSON schema " + std::to_string(CTCT_SCHEMA_VERSION) + ")");
+	TraceArgs ta;
+	app.add_flag("-v,--verbose", g_verbose, "Print libbpf debug lines and the attach plan");
+	auto *out = app.add_option_group("Output");
+	out->add_flag("--json", ta.json, "JSON lines (docs/json-schema.md) instead of text");
+	auto *tr = app.add_option_group("Tracing");
+	tr->add_option("--backend", ta.backend, "auto|fentry|kprobe|tracepoint (default auto: best per hook)");
+	tr->add_option("-d,--duration", ta.duration, "Stop after this long, e.g. 30s, 5m (default: until Ctrl-C)");
+	tr->add_option("--ringbuf-kb", ta.ringbuf_kb, "Ring buffer size in KiB, a power of two (default 4096)");
+	auto *flt = app.add_option_group("Filters (in the kernel)");
+	flt->add_option("--netns", ta.netns, "Only this network namespace inode (ls -L -i /proc/PID/ns/net)");
+
+	bool features_json_flag = false;
+	auto *features = app.add_subcommand("features", "Report which hooks and backends work on this kernel, and why not");
+	features->add_flag("--json", features_json_flag, "One JSON object");
+
+	app.footer("EXIT CODES\n  0 ok, 1 runtime failure, 2 usage or environment error (bad flag, not root, no BTF,\n"
+		   "  nothing attachable)\n\n"
+		   "EXAMPLES\n"
+		   "  ctconfirm-trace                      trace until Ctrl-C, human-readable\n"
+		   "  ctconfirm-trace --json -d 60s        one minute of JSON lines for a log pipeline\n"
+		   "  ctconfirm-trace --backend kprobe     force kprobes (e.g. where fentry is refused)\n"
+		   "  ctconfirm-trace --netns 4026532281   only one network namespace\n"
+		   "  ctconfirm-trace features             what this kernel allows, hook by hook");
+	try {
+		app.parse(argc, argv);
+	} catch (const CLI::ParseError &e) {
+		if (e.get_exit_code() == 0)
+			return app.exit(e);
+		fprintf(stderr, "ctconfirm-trace: %s (see --help)\n", e.what());
+		return kExitUsage;
+	}
+	if (*features)
+		return run_features(features_json_flag);
+	return run_trace(ta);
+}

@@ -1,0 +1,176 @@
+#include "probe.hpp"
+
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+#include <cerrno>
+#include <cstring>
+#include <dirent.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "btf_names.hpp"
+#include "ctct.skel.h"
+#include "tracer.hpp"
+
+namespace ctct {
+
+static std::string module_hint(const std::string &fn)
+{
+	if (fn.rfind("nfqnl_", 0) == 0)
+		return "module nfnetlink_queue not loaded?";
+	if (fn.find("conntrack") != std::string::npos || fn.rfind("nf_ct_", 0) == 0)
+		return "module nf_conntrack not loaded?";
+	return "renamed or inlined in this kernel?";
+}
+
+static ProbeResult probe_one(const HookSpec &spec, Attach a, const Kallsyms &ksyms)
+{
+	ProbeResult r;
+	std::string prog = a == Attach::Fentry ? spec.fentry_prog : a == Attach::Kprobe ? spec.kprobe_prog : spec.tp_prog;
+	if (a != Attach::TpBtf) {
+		for (const auto &fn : spec.functions)
+			if (ksyms.has_function(fn)) {
+				r.function = fn;
+				break;
+			}
+		if (r.function.empty()) {
+			std::string names;
+			for (const auto &fn : spec.functions)
+				names += (names.empty() ? "" : " or ") + fn;
+			auto clones = ksyms.clones_of(spec.functions.front());
+			r.error = ENOENT;
+			r.message = std::string(attach_name(a)) + ": " + names + " not in /proc/kallsyms (" +
+				    (clones.empty() ? module_hint(spec.functions.front())
+						    : "only compiler clone " + clones.front() + ", whose arguments may differ") +
+				    ")";
+			return r;
+		}
+	} else {
+		r.function = spec.functions.front();
+	}
+	try {
+		SkelPtr skel = open_skeleton({prog});
+		bpf_map__set_max_entries(skel->maps.events, 4096); // probing needs no real ring buffer
+		struct bpf_program *p = bpf_object__find_program_by_name(skel->obj, prog.c_str());
+		if (a == Attach::Fentry && bpf_program__set_attach_target(p, 0, r.function.c_str())) {
+			r.error = errno;
+			r.message = std::string("fentry: ") + r.function + ": " + strerror(r.error) + attach_hint(a, r.error);
+			return r;
+		}
+		if (int err = ctct_bpf__load(skel.get())) {
+			r.error = -err;
+			r.message = std::string(attach_name(a)) + ": loading " + prog + " for " + r.function + " failed: " +
+				    strerror(r.error) + attach_hint(a, r.error);
+			return r;
+		}
+		LinkPtr link = attach_program(skel.get(), {spec.name, a, r.function, prog}, spec.is_return);
+		r.ok = true;
+		r.message = std::string(attach_name(a)) + ": ok";
+	} catch (const std::exception &e) {
+		r.error = errno ? errno : EINVAL;
+		r.message = std::string(attach_name(a)) + ": " + e.what();
+	}
+	return r;
+}
+
+ProbeResults probe_all(const Kallsyms &ksyms)
+{
+	ProbeResults out;
+	// libbpf prints its own lines for every failed attempt; probing expects failures, so silence it.
+	libbpf_print_fn_t old = libbpf_set_print(nullptr);
+	for (const auto &spec : hook_table()) {
+		if (!spec.tp_prog.empty()) {
+			out[spec.name][Attach::TpBtf] = probe_one(spec, Attach::TpBtf, ksyms);
+			continue;
+		}
+		out[spec.name][Attach::Fentry] = probe_one(spec, Attach::Fentry, ksyms);
+		out[spec.name][Attach::Kprobe] = probe_one(spec, Attach::Kprobe, ksyms);
+	}
+	libbpf_set_print(old);
+	return out;
+}
+
+SystemFacts gather_facts(const Kallsyms &ksyms)
+{
+	SystemFacts f;
+	struct utsname u;
+	if (uname(&u) == 0)
+		f.kernel_release = u.release;
+	f.vmlinux_btf = access("/sys/kernel/btf/vmlinux", R_OK) == 0;
+	for (const char *m : {"nf_conntrack", "nfnetlink_queue", "nf_nat"})
+		if (access((std::string("/sys/kernel/btf/") + m).c_str(), R_OK) == 0)
+			f.module_btf.push_back(m);
+	try {
+		std::string l = read_file("/sys/kernel/security/lockdown");
+		auto a = l.find('['), b = l.find(']');
+		f.lockdown = a != std::string::npos && b > a ? l.substr(a + 1, b - a - 1) : "unknown";
+	} catch (const std::exception &) {
+		f.lockdown = "unknown (no /sys/kernel/security/lockdown)";
+	}
+	f.root = geteuid() == 0;
+	f.kallsyms_addresses = ksyms.size() && !ksyms.addresses_hidden();
+	f.drop_reasons = DropReasons::load().size();
+	return f;
+}
+
+nlohmann::json features_json(const SystemFacts &f, const ProbeResults &p, const Plan &plan)
+{
+	nlohmann::json j;
+	j["type"] = "features";
+	j["schema"] = CTCT_SCHEMA_VERSION;
+	j["kernel"] = f.kernel_release;
+	j["vmlinux_btf"] = f.vmlinux_btf;
+	j["module_btf"] = f.module_btf;
+	j["lockdown"] = f.lockdown;
+	j["root"] = f.root;
+	j["kallsyms_addresses"] = f.kallsyms_addresses;
+	j["drop_reason_names"] = f.drop_reasons;
+	for (const auto &[hook, by] : p)
+		for (const auto &[a, r] : by)
+			j["hooks"][hook][attach_name(a)] = {{"ok", r.ok}, {"function", r.function},
+							    {"errno", r.error ? nlohmann::json(strerror(r.error)) : nlohmann::json(nullptr)},
+							    {"message", r.message}};
+	nlohmann::json chosen = nlohmann::json::array();
+	for (const auto &h : plan.hooks)
+		chosen.push_back({{"hook", h.hook}, {"attach", attach_name(h.attach)}, {"function", h.function}});
+	j["auto"] = {{"mode", plan.error.empty() ? (plan.detect_at_free ? "tracepoint" : "function") : "none"},
+		     {"hooks", chosen}, {"notes", plan.notes}, {"error", plan.error}};
+	return j;
+}
+
+std::string features_text(const SystemFacts &f, const ProbeResults &p, const Plan &plan)
+{
+	std::string s = "kernel " + f.kernel_release + "\n";
+	s += std::string("vmlinux BTF: ") + (f.vmlinux_btf ? "yes" : "NO (CO-RE impossible)") + "\n";
+	std::string mods;
+	for (const auto &m : f.module_btf)
+		mods += " " + m;
+	s += "module BTF:" + (mods.empty() ? std::string(" none (netfilter built in, or modules not loaded)") : mods) + "\n";
+	s += "lockdown: " + f.lockdown + "\n";
+	s += std::string("root: ") + (f.root ? "yes" : "no") + "\n";
+	s += std::string("kallsyms addresses: ") + (f.kallsyms_addresses ? "visible" : "hidden") + "\n";
+	s += "drop reason names from BTF: " + std::to_string(f.drop_reasons) + "\n\nhooks:\n";
+	for (const auto &spec : hook_table()) {
+		auto it = p.find(spec.name);
+		if (it == p.end())
+			continue;
+		for (const auto &[a, r] : it->second) {
+			char line[512];
+			snprintf(line, sizeof(line), "  %-15s %-7s %-4s %s\n", spec.name.c_str(), attach_name(a), r.ok ? "ok" : "FAIL",
+				 r.ok ? r.function.c_str() : r.message.c_str());
+			s += line;
+		}
+	}
+	s += "\nauto backend: ";
+	if (!plan.error.empty())
+		s += "none: " + plan.error + "\n";
+	else
+		s += std::string(plan.detect_at_free ? "tracepoint mode" : "function hooks") + "\n";
+	for (const auto &h : plan.hooks)
+		s += "  " + h.hook + " -> " + attach_name(h.attach) + " " + h.function + "\n";
+	for (const auto &n : plan.notes)
+		s += "  note: " + n + "\n";
+	return s;
+}
+
+} // namespace ctct

@@ -1,0 +1,229 @@
+#include "tracer.hpp"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <cerrno>
+#include <cstring>
+#include <dirent.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <set>
+#include <stdexcept>
+#include <sys/stat.h>
+#include <thread>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctct.skel.h"
+#include "kernel_text.hpp"
+
+namespace ctct {
+
+void SkelDeleter::operator()(struct ::ctct_bpf *s) const { ctct_bpf__destroy(s); }
+void LinkDeleter::operator()(bpf_link *l) const { bpf_link__destroy(l); }
+void RingDeleter::operator()(ring_buffer *r) const { ring_buffer__free(r); }
+
+uint64_t monotonic_ns()
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+std::vector<std::string> counter_names()
+{
+	// order of enum ctct_counter
+	return {"ringbuf_full", "queue_map_full", "inflight_map_full", "pending_map_full", "winner_map_full",
+		"confirm_exit_unmatched", "unseeded_baseline", "events"};
+}
+
+SkelPtr open_skeleton(const std::vector<std::string> &programs)
+{
+	SkelPtr skel(ctct_bpf__open());
+	if (!skel)
+		throw std::runtime_error(std::string("cannot open BPF object: ") + strerror(errno));
+	struct bpf_program *prog;
+	bpf_object__for_each_program(prog, skel->obj) {
+		bool want = false;
+		for (const auto &p : programs)
+			want |= p == bpf_program__name(prog);
+		bpf_program__set_autoload(prog, want);
+	}
+	return skel;
+}
+
+std::string attach_hint(Attach a, int err)
+{
+	switch (a) {
+	case Attach::Fentry:
+		if (err == EPERM || err == EACCES)
+			return " (kernel lockdown or an LSM refuses BPF trampolines?); retry with --backend=kprobe";
+		if (err == ESRCH || err == ENOENT)
+			return " (function not in kernel or module BTF)";
+		if (err == ENOTSUP || err == EOPNOTSUPP)
+			return " (no BPF trampoline support on this kernel/arch)";
+		return "";
+	case Attach::Kprobe:
+		if (err == ENOENT || err == EOPNOTSUPP || err == ENOTSUP)
+			return " (no kprobe support: CONFIG_KPROBES/KPROBE_EVENTS off, or the function is not traceable)";
+		if (err == EPERM || err == EACCES)
+			return " (kprobes refused: lockdown or missing CAP_PERFMON/CAP_SYS_ADMIN)";
+		return "";
+	case Attach::TpBtf:
+		return err == EPERM ? " (need CAP_BPF and CAP_PERFMON, or root)" : "";
+	}
+	return "";
+}
+
+static struct bpf_program *find_prog(struct ::ctct_bpf *skel, const std::string &name)
+{
+	struct bpf_program *p = bpf_object__find_program_by_name(skel->obj, name.c_str());
+	if (!p)
+		throw std::runtime_error("BPF object has no program " + name);
+	return p;
+}
+
+LinkPtr attach_program(struct ::ctct_bpf *skel, const HookChoice &h, bool is_return)
+{
+	struct bpf_program *prog = find_prog(skel, h.program);
+	bpf_link *link = h.attach == Attach::Kprobe ? bpf_program__attach_kprobe(prog, is_return, h.function.c_str())
+						    : bpf_program__attach(prog);
+	if (!link) {
+		int err = errno;
+		throw std::runtime_error(std::string(attach_name(h.attach)) + " attach to " + h.function + " failed: " +
+					 strerror(err) + attach_hint(h.attach, err));
+	}
+	return LinkPtr(link);
+}
+
+static bool is_return_hook(const std::string &hook)
+{
+	for (const auto &s : hook_table())
+		if (s.name == hook)
+			return s.is_return;
+	return false;
+}
+
+Tracer::Tracer(const Plan &plan, const TracerOptions &opts, EventFn on_event) : on_event_(std::move(on_event))
+{
+	std::vector<std::string> progs;
+	for (const auto &h : plan.hooks)
+		progs.push_back(h.program);
+	skel_ = open_skeleton(progs);
+	skel_->rodata->targ_netns = opts.netns;
+	skel_->rodata->detect_at_free = plan.detect_at_free;
+	bpf_map__set_max_entries(skel_->maps.events, opts.ringbuf_bytes);
+	for (const auto &h : plan.hooks)
+		if (h.attach == Attach::Fentry)
+			bpf_program__set_attach_target(find_prog(skel_.get(), h.program), 0, h.function.c_str());
+	if (int err = ctct_bpf__load(skel_.get()))
+		throw std::runtime_error(std::string("loading BPF programs failed: ") + strerror(-err) +
+					 " (run with -v for the verifier log)");
+	// Seed before attaching, so a drop right after start is compared with a real baseline.
+	if (plan.detect_at_free)
+		seeded_ = seed_baselines();
+	for (const auto &h : plan.hooks)
+		links_.push_back(attach_program(skel_.get(), h, is_return_hook(h.hook)));
+	ring_.reset(ring_buffer__new(bpf_map__fd(skel_->maps.events), ring_cb, this, nullptr));
+	if (!ring_)
+		throw std::runtime_error(std::string("cannot open ring buffer: ") + strerror(errno));
+}
+
+int Tracer::ring_cb(void *ctx, void *data, size_t size)
+{
+	if (size < sizeof(ctct_event))
+		return 0; // cannot happen with one producer layout; never read past the record
+	ctct_event e;
+	memcpy(&e, data, sizeof(e));
+	static_cast<Tracer *>(ctx)->on_event_(e);
+	return 0;
+}
+
+int Tracer::poll(int timeout_ms)
+{
+	return ring_buffer__poll(ring_.get(), timeout_ms);
+}
+
+std::vector<uint64_t> Tracer::counters() const
+{
+	int ncpu = libbpf_num_possible_cpus();
+	std::vector<uint64_t> sums(CTCT_CNT_MAX, 0), vals(ncpu > 0 ? ncpu : 1);
+	int fd = bpf_map__fd(skel_->maps.counters);
+	for (uint32_t i = 0; i < CTCT_CNT_MAX; i++) {
+		if (bpf_map_lookup_elem(fd, &i, vals.data()))
+			continue;
+		for (auto v : vals)
+			sums[i] += v;
+	}
+	return sums;
+}
+
+void Tracer::sweep_pending(uint64_t now_ns, uint64_t age_ns)
+{
+	int fd = bpf_map__fd(skel_->maps.pending);
+	uint64_t key, next;
+	std::vector<uint64_t> stale;
+	ctct_event e;
+	void *prev = nullptr;
+	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+		if (bpf_map_lookup_elem(fd, &next, &e) == 0 && e.ts_ns + age_ns < now_ns)
+			stale.push_back(next);
+		key = next;
+		prev = &key;
+	}
+	for (uint64_t k : stale) {
+		// Whoever deletes it owns it: kfree_skb may have emitted it meanwhile.
+		if (bpf_map_lookup_elem(fd, &k, &e) == 0 && bpf_map_delete_elem(fd, &k) == 0)
+			on_event_(e);
+	}
+}
+
+size_t Tracer::seed_baselines()
+{
+	// Every netns we can name: our own, those of all processes, and iproute2's bind mounts.
+	std::set<std::string> paths = {"/proc/self/ns/net"};
+	if (DIR *d = opendir("/proc")) {
+		while (struct dirent *de = readdir(d))
+			if (de->d_name[0] >= '1' && de->d_name[0] <= '9')
+				paths.insert(std::string("/proc/") + de->d_name + "/ns/net");
+		closedir(d);
+	}
+	if (DIR *d = opendir("/run/netns")) {
+		while (struct dirent *de = readdir(d))
+			if (de->d_name[0] != '.')
+				paths.insert(std::string("/run/netns/") + de->d_name);
+		closedir(d);
+	}
+	std::set<ino_t> seen;
+	int map_fd = bpf_map__fd(skel_->maps.baselines);
+	size_t seeded = 0;
+	for (const auto &p : paths) {
+		struct stat st;
+		if (stat(p.c_str(), &st) || !seen.insert(st.st_ino).second)
+			continue;
+		int fd = open(p.c_str(), O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		// setns() moves only the calling thread, so read the counters from a short-lived thread.
+		std::thread t([&] {
+			if (setns(fd, CLONE_NEWNET))
+				return;
+			try {
+				auto stat = parse_conntrack_stat(read_file("/proc/thread-self/net/stat/nf_conntrack"));
+				for (uint32_t cpu = 0; cpu < stat.per_cpu.size(); cpu++) {
+					struct { uint32_t netns, cpu; } key = {(uint32_t)st.st_ino, cpu};
+					uint32_t v = (uint32_t)stat.cpu_value(cpu, "insert_failed").value_or(0);
+					if (bpf_map_update_elem(map_fd, &key, &v, BPF_ANY) == 0)
+						seeded++;
+				}
+			} catch (const std::exception &) {
+				// netns without conntrack loaded: nothing to seed, a later drop there starts from zero
+			}
+		});
+		t.join();
+		close(fd);
+	}
+	return seeded;
+}
+
+} // namespace ctct

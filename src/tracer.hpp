@@ -1,0 +1,61 @@
+// Owner of the loaded BPF objects: skeleton, links, ring buffer. Order: open, configure, load, attach, poll.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+#include "backend.hpp"
+#include "event.hpp"
+
+struct ctct_bpf;
+struct bpf_link;
+struct ring_buffer;
+
+namespace ctct {
+
+struct SkelDeleter { void operator()(struct ::ctct_bpf *s) const; };
+struct LinkDeleter { void operator()(bpf_link *l) const; };
+struct RingDeleter { void operator()(ring_buffer *r) const; };
+using SkelPtr = std::unique_ptr<struct ::ctct_bpf, SkelDeleter>;
+using LinkPtr = std::unique_ptr<bpf_link, LinkDeleter>;
+using RingPtr = std::unique_ptr<ring_buffer, RingDeleter>;
+
+// Open the skeleton with only `programs` autoloaded; throws std::runtime_error naming what failed.
+SkelPtr open_skeleton(const std::vector<std::string> &programs);
+// Attach one program as the hook says; returns the link or throws with errno text and a hint.
+LinkPtr attach_program(struct ::ctct_bpf *skel, const HookChoice &h, bool is_return);
+std::string attach_hint(Attach a, int err);
+
+struct TracerOptions {
+	uint32_t netns = 0;
+	uint32_t ringbuf_bytes = 1 << 22;
+};
+
+class Tracer {
+public:
+	using EventFn = std::function<void(const ctct_event &)>;
+	Tracer(const Plan &plan, const TracerOptions &opts, EventFn on_event);
+	// Returns events consumed, or a negative errno (EINTR on a signal).
+	int poll(int timeout_ms);
+	// Summed per-CPU counters, indexed by enum ctct_counter.
+	std::vector<uint64_t> counters() const;
+	// confirm_drop events whose skb was never seen in kfree_skb within `age_ns`: emit and forget them.
+	void sweep_pending(uint64_t now_ns, uint64_t age_ns);
+	// Tracepoint mode: write this CPU's current insert_failed for every netns we can enter.
+	size_t seed_baselines();
+	size_t seeded() const { return seeded_; }
+
+private:
+	SkelPtr skel_;
+	std::vector<LinkPtr> links_;
+	RingPtr ring_;
+	EventFn on_event_;
+	size_t seeded_ = 0;
+	static int ring_cb(void *ctx, void *data, size_t size);
+};
+
+std::vector<std::string> counter_names();
+uint64_t monotonic_ns();
+
+} // namespace ctct
