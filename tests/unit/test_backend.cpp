@@ -1,0 +1,105 @@
+// The decision table: probe results in, attach plan out.
+#include <gtest/gtest.h>
+#include "backend.hpp"
+
+using namespace ctct;
+
+namespace {
+ProbeResult ok(const std::string &fn) { return {true, fn, 0, "ok"}; }
+ProbeResult fail(int err, const std::string &msg) { return {false, "", err, msg}; }
+
+// Every function hook answers `f` for fentry and `k` for kprobe; kfree_skb answers `tp`.
+ProbeResults all(bool f, bool k, bool tp, const std::string &reinject = "nfqnl_reinject")
+{
+	ProbeResults p;
+	for (const auto &s : hook_table()) {
+		if (!s.tp_prog.empty()) {
+			p[s.name][Attach::TpBtf] = tp ? ok("skb:kfree_skb") : fail(EPERM, "tp_btf: EPERM");
+			continue;
+		}
+		std::string fn = s.name == "reinject" ? reinject : s.functions.front();
+		p[s.name][Attach::Fentry] = f ? ok(fn) : fail(EPERM, "fentry: EPERM");
+		p[s.name][Attach::Kprobe] = k ? ok(fn) : fail(ENOENT, "kprobe: ENOENT");
+	}
+	return p;
+}
+
+const HookChoice *hook(const Plan &p, const std::string &name)
+{
+	for (const auto &h : p.hooks)
+		if (h.hook == name)
+			return &h;
+	return nullptr;
+}
+} // namespace
+
+TEST(Plan, AutoPrefersFentry)
+{
+	Plan p = choose_plan(Backend::Auto, all(true, true, true));
+	ASSERT_TRUE(p.error.empty());
+	EXPECT_FALSE(p.detect_at_free);
+	EXPECT_EQ(p.hooks.size(), hook_table().size());
+	EXPECT_EQ(hook(p, "confirm")->attach, Attach::Fentry);
+	EXPECT_EQ(hook(p, "confirm_return")->program, "confirm_fexit");
+	EXPECT_EQ(hook(p, "kfree_skb")->attach, Attach::TpBtf);
+	EXPECT_TRUE(p.notes.empty());
+}
+
+TEST(Plan, AutoFallsBackPerHook)
+{
+	ProbeResults r = all(true, true, true, "nf_reinject");
+	r["resolve_clash"][Attach::Fentry] = fail(ESRCH, "fentry: not in BTF");
+	Plan p = choose_plan(Backend::Auto, r);
+	EXPECT_EQ(hook(p, "resolve_clash")->attach, Attach::Kprobe);
+	EXPECT_EQ(hook(p, "resolve_clash")->program, "resolve_clash_kprobe");
+	EXPECT_EQ(hook(p, "confirm")->attach, Attach::Fentry);
+	EXPECT_EQ(hook(p, "reinject")->function, "nf_reinject");
+}
+
+TEST(Plan, AutoFallsBackToTracepointMode)
+{
+	Plan p = choose_plan(Backend::Auto, all(false, false, true));
+	ASSERT_TRUE(p.error.empty());
+	EXPECT_TRUE(p.detect_at_free);
+	ASSERT_EQ(p.hooks.size(), 1u);
+	EXPECT_EQ(p.hooks[0].hook, "kfree_skb");
+	ASSERT_EQ(p.notes.size(), 2u);
+	EXPECT_NE(p.notes[1].find("EPERM"), std::string::npos);
+}
+
+TEST(Plan, ForcedBackendThatCannotAttachIsAnError)
+{
+	Plan p = choose_plan(Backend::Fentry, all(false, true, true));
+	EXPECT_NE(p.error.find("cannot attach to __nf_conntrack_confirm with fentry"), std::string::npos);
+	EXPECT_NE(p.error.find("EPERM"), std::string::npos);
+	p = choose_plan(Backend::Kprobe, all(true, true, true));
+	EXPECT_TRUE(p.error.empty());
+	EXPECT_EQ(hook(p, "confirm")->attach, Attach::Kprobe);
+	EXPECT_EQ(hook(p, "confirm_return")->program, "confirm_kretprobe");
+}
+
+TEST(Plan, ForcedTracepointIgnoresWorkingFunctionHooks)
+{
+	Plan p = choose_plan(Backend::Tracepoint, all(true, true, true));
+	EXPECT_TRUE(p.detect_at_free);
+	EXPECT_EQ(p.hooks.size(), 1u);
+}
+
+TEST(Plan, NothingAttachable)
+{
+	Plan p = choose_plan(Backend::Auto, all(false, false, false));
+	EXPECT_NE(p.error.find("nothing attachable"), std::string::npos);
+	EXPECT_NE(p.error.find("tp_btf: EPERM"), std::string::npos);
+}
+
+TEST(Plan, MissingQueueHooksAreNotesNotErrors)
+{
+	ProbeResults r = all(true, true, true);
+	r["enqueue"][Attach::Fentry] = fail(ENOENT, "fentry: nfqnl_enqueue_packet not in /proc/kallsyms");
+	r["enqueue"][Attach::Kprobe] = fail(ENOENT, "kprobe: nfqnl_enqueue_packet not in /proc/kallsyms");
+	Plan p = choose_plan(Backend::Auto, r);
+	EXPECT_TRUE(p.error.empty());
+	EXPECT_EQ(hook(p, "enqueue"), nullptr);
+	ASSERT_EQ(p.notes.size(), 1u);
+	EXPECT_NE(p.notes[0].find("time in queue"), std::string::npos);
+}

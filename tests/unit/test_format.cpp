@@ -1,0 +1,165 @@
+#include <arpa/inet.h>
+#include <cstring>
+#include <gtest/gtest.h>
+#include "format.hpp"
+
+using namespace ctct;
+
+namespace {
+ctct_tuple v4(const char *src, uint16_t sport, const char *dst, uint16_t dport, uint8_t proto = IPPROTO_UDP)
+{
+	ctct_tuple t = {};
+	inet_pton(AF_INET, src, t.src);
+	inet_pton(AF_INET, dst, t.dst);
+	t.sport = htons(sport);
+	t.dport = htons(dport);
+	t.l3num = AF_INET;
+	t.protonum = proto;
+	return t;
+}
+
+ctct_event clash_drop()
+{
+	ctct_event e = {};
+	e.type = CTCT_EV_CONFIRM_DROP;
+	e.cause = CTCT_CAUSE_CLASH;
+	e.source = CTCT_SRC_CONFIRM_HOOK;
+	e.flags = CTCT_F_LOSER_QUEUED | CTCT_F_HAS_WINNER | CTCT_F_WINNER_QUEUED | CTCT_F_FREED;
+	e.ts_ns = 5000000000ULL;
+	e.netns_ino = 4026532281u;
+	e.drop_reason = 12;
+	e.drop_location = 0xffffffff81f81300ULL;
+	e.loser.orig = v4("10.231.1.3", 40000, "10.231.2.2", 5000);
+	e.loser.reply = v4("10.231.2.2", 5000, "10.231.2.1", 40000);
+	e.winner.orig = v4("10.231.1.2", 40000, "10.231.2.2", 5000);
+	e.winner.reply = v4("10.231.2.2", 5000, "10.231.2.1", 40000);
+	e.loser_queue = {4000000000ULL, 4200000000ULL, 3, 2, 1, 4, 2, {}};
+	e.winner_queue = {3999000000ULL, 4199000000ULL, 3, 1, 1, 4, 2, {}};
+	e.winner_confirm_ns = 4999000000ULL;
+	return e;
+}
+
+FormatContext ctx()
+{
+	FormatContext c;
+	c.realtime_offset_ns = 1'700'000'000'000'000'000LL;
+	c.drop_reason_name = [](uint32_t v) { return v == 12 ? std::string("NETFILTER_DROP") : std::to_string(v); };
+	c.symbolize = [](uint64_t) { return std::string("nf_hook_slow+0x70"); };
+	return c;
+}
+} // namespace
+
+TEST(Format, Addresses)
+{
+	uint8_t a[16] = {};
+	inet_pton(AF_INET6, "fd00:231::2", a);
+	EXPECT_EQ(addr_to_string(a, AF_INET6), "fd00:231::2");
+	inet_pton(AF_INET, "192.0.2.1", a);
+	EXPECT_EQ(addr_to_string(a, AF_INET), "192.0.2.1");
+	EXPECT_EQ(addr_to_string(a, 99), "?");
+}
+
+TEST(Format, TupleTextAndJson)
+{
+	EXPECT_EQ(tuple_to_string(v4("10.0.0.1", 53, "10.0.0.2", 40000)), "udp 10.0.0.1:53 -> 10.0.0.2:40000");
+	ctct_tuple t6 = {};
+	inet_pton(AF_INET6, "fd00::1", t6.src);
+	inet_pton(AF_INET6, "fd00::2", t6.dst);
+	t6.sport = htons(1);
+	t6.dport = htons(443);
+	t6.l3num = AF_INET6;
+	t6.protonum = IPPROTO_TCP;
+	EXPECT_EQ(tuple_to_string(t6), "tcp [fd00::1]:1 -> [fd00::2]:443");
+	auto j = tuple_json(t6);
+	EXPECT_EQ(j["family"], "ipv6");
+	EXPECT_EQ(j["dport"], 443);
+	ctct_tuple icmp = v4("10.0.0.1", 77, "10.0.0.2", (8 << 8) | 0, IPPROTO_ICMP);
+	j = tuple_json(icmp);
+	EXPECT_EQ(j["icmp_type"], 8);
+	EXPECT_EQ(j["icmp_id"], 77);
+	EXPECT_FALSE(j.contains("sport"));
+}
+
+TEST(Format, Iso8601)
+{
+	EXPECT_EQ(iso8601_ns(0), "1970-01-01T00:00:00.000000000Z");
+	EXPECT_EQ(iso8601_ns(1'700'000'000'123'456'789LL), "2023-11-14T22:13:20.123456789Z");
+}
+
+TEST(Format, ConfirmDropJsonSchemaV1)
+{
+	auto j = event_json(clash_drop(), ctx());
+	EXPECT_EQ(j["type"], "confirm_drop");
+	EXPECT_EQ(j["schema"], 1);
+	EXPECT_EQ(j["ts_mono_ns"], 5000000000ULL);
+	EXPECT_EQ(j["time"], "2023-11-14T22:13:25.000000000Z");
+	EXPECT_EQ(j["netns"], 4026532281u);
+	EXPECT_EQ(j["cause"], "clash");
+	EXPECT_EQ(j["loser"]["orig"]["src"], "10.231.1.3");
+	EXPECT_EQ(j["loser"]["reply"]["dst"], "10.231.2.1"); // NAT visible in the reply tuple
+	EXPECT_EQ(j["queue"]["num"], 3);
+	EXPECT_EQ(j["queue"]["hook"], "postrouting");
+	EXPECT_EQ(j["queue"]["verdict"], "accept");
+	EXPECT_EQ(j["queue"]["latency_ns"], 200000000);
+	EXPECT_EQ(j["winner"]["orig"]["src"], "10.231.1.2");
+	EXPECT_EQ(j["winner"]["confirmed_before_ns"], 1000000);
+	EXPECT_EQ(j["winner"]["queue"]["packet_id"], 1);
+	EXPECT_EQ(j["drop"]["reason"], "NETFILTER_DROP");
+	EXPECT_EQ(j["drop"]["location"], "nf_hook_slow+0x70");
+	EXPECT_FALSE(j.contains("insert_failed_delta"));
+}
+
+TEST(Format, TracepointModeSaysUnknownNotZero)
+{
+	ctct_event e = clash_drop();
+	e.source = CTCT_SRC_FREE_HEURISTIC;
+	e.cause = CTCT_CAUSE_INSERT_FAILED;
+	e.flags = CTCT_F_FREED;
+	e.insert_failed_delta = 1;
+	auto j = event_json(e, ctx());
+	EXPECT_TRUE(j["queue"].is_null());
+	EXPECT_TRUE(j["winner"].is_null());
+	EXPECT_EQ(j["source"], "free_heuristic");
+	EXPECT_EQ(j["insert_failed_delta"], 1);
+	EXPECT_NE(event_text(e, ctx()).find("in_queue=n/a"), std::string::npos);
+}
+
+TEST(Format, NotFreedDropHasNullReason)
+{
+	ctct_event e = clash_drop();
+	e.flags &= ~CTCT_F_FREED;
+	auto j = event_json(e, ctx());
+	EXPECT_EQ(j["drop"]["freed"], false);
+	EXPECT_TRUE(j["drop"]["reason"].is_null());
+}
+
+TEST(Format, ClashResolvedHasNoDropObject)
+{
+	ctct_event e = clash_drop();
+	e.type = CTCT_EV_CLASH_RESOLVED;
+	auto j = event_json(e, ctx());
+	EXPECT_EQ(j["type"], "clash_resolved");
+	EXPECT_FALSE(j.contains("drop"));
+}
+
+TEST(Format, TextLine)
+{
+	std::string s = event_text(clash_drop(), ctx());
+	EXPECT_NE(s.find("confirm_drop netns=4026532281 udp 10.231.1.3:40000 -> 10.231.2.2:5000"), std::string::npos) << s;
+	EXPECT_NE(s.find("reply 10.231.2.2:5000 -> 10.231.2.1:40000"), std::string::npos) << s;
+	EXPECT_NE(s.find("in_queue=200.000ms"), std::string::npos) << s;
+	EXPECT_NE(s.find("confirmed 1.000ms earlier"), std::string::npos) << s;
+	EXPECT_NE(s.find("reason=NETFILTER_DROP at nf_hook_slow+0x70"), std::string::npos) << s;
+}
+
+TEST(Format, QueueLatencyGuards)
+{
+	ctct_queue q = {};
+	q.enqueue_ns = 10;
+	EXPECT_EQ(queue_latency_ns(q, CTCT_F_LOSER_QUEUED, CTCT_F_LOSER_QUEUED), -1); // never reinjected
+	q.reinject_ns = 5;
+	EXPECT_EQ(queue_latency_ns(q, CTCT_F_LOSER_QUEUED, CTCT_F_LOSER_QUEUED), -1); // clock went backwards
+	q.reinject_ns = 25;
+	EXPECT_EQ(queue_latency_ns(q, 0, CTCT_F_LOSER_QUEUED), -1);
+	EXPECT_EQ(queue_latency_ns(q, CTCT_F_LOSER_QUEUED, CTCT_F_LOSER_QUEUED), 15);
+}
