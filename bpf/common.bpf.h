@@ -29,6 +29,7 @@
 /* Set by the loader before load. */
 CTCT_GLOBAL const volatile __u32 targ_netns;     /* only this netns inode; 0: all */
 CTCT_GLOBAL const volatile __u8 detect_at_free;  /* tracepoint mode: classify drops in kfree_skb */
+CTCT_GLOBAL const volatile __u32 nr_cpus;        /* possible CPUs */
 
 /* Confirm in flight, keyed by task (see task_key()). */
 struct inflight {
@@ -46,11 +47,6 @@ struct winner_rec {
 	__u64 confirm_ns;
 	struct ctct_queue queue;
 	struct ctct_tuple orig; /* guards against a recycled nf_conn slab object */
-};
-
-struct baseline_key {
-	__u32 netns_ino;
-	__u32 cpu;
 };
 
 CTCT_GLOBAL struct {
@@ -95,11 +91,11 @@ CTCT_GLOBAL struct {
 	__type(value, struct winner_rec);
 } winners SEC(".maps");
 
-/* Tracepoint mode: last insert_failed seen per (netns, cpu); the loader seeds it at start. */
+/* Tracepoint mode: netns inode -> its insert_failed (all CPUs) at the last look; seeded at start. */
 CTCT_GLOBAL struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 8192);
-	__type(key, struct baseline_key);
+	__type(key, __u32);
 	__type(value, __u32);
 } baselines SEC(".maps");
 

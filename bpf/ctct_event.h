@@ -20,7 +20,7 @@ enum ctct_cause {
 	CTCT_CAUSE_UNKNOWN = 0,
 	CTCT_CAUSE_CLASH = 1,         /* lost the race to an entry already in the hash */
 	CTCT_CAUSE_OTHER = 2,         /* dying ct, invalid extension or chain too long */
-	CTCT_CAUSE_INSERT_FAILED = 3, /* tracepoint mode: insert_failed grew on this CPU */
+	CTCT_CAUSE_INSERT_FAILED = 3, /* tracepoint mode: the netns' insert_failed grew */
 };
 
 /* Which mechanism produced the event. */
@@ -76,7 +76,7 @@ struct ctct_event {
 	__u32 netns_ino;
 	__u32 cpu;
 	__u32 drop_reason; /* enum skb_drop_reason value; name comes from the running kernel's BTF */
-	__u32 insert_failed_delta; /* tracepoint mode: growth seen on this CPU; else 0 */
+	__u32 insert_failed_delta; /* tracepoint mode: growth of the netns' insert_failed; else 0 */
 	__u64 drop_location; /* kernel text address that freed the skb */
 	__u64 winner_confirm_ns; /* when the winner was confirmed */
 	struct ctct_conn loser;
@@ -93,7 +93,7 @@ enum ctct_counter {
 	CTCT_CNT_PENDING_MAP_FULL,    /* drop waiting for kfree_skb could not be stored */
 	CTCT_CNT_WINNER_MAP_FULL,
 	CTCT_CNT_CONFIRM_EXIT_UNMATCHED, /* confirm exit without its entry record */
-	CTCT_CNT_UNSEEDED_BASELINE,   /* tracepoint mode: first observation of a (netns, cpu) */
+	CTCT_CNT_UNSEEDED_BASELINE,   /* tracepoint mode: first look at a netns not seeded at start */
 	CTCT_CNT_EVENTS,              /* events submitted */
 	CTCT_CNT_MAX,
 };

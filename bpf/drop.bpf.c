@@ -4,44 +4,60 @@
  *  - tracepoint mode (no kprobe, no fentry): classify the drop itself. A clash loser is freed with
  *    its unconfirmed conntrack still attached, right after __nf_conntrack_confirm bumped this CPU's
  *    insert_failed. An ordinary rule DROP of a new flow frees the same kind of skb at the same place,
- *    but leaves insert_failed alone, so growth of this CPU's counter since the last look tells them apart. */
+ *    but leaves insert_failed alone, so growth of the netns' counter since the last look tells them apart. */
 #define CTCT_DEFINE_GLOBALS
 #include "common.bpf.h"
 
-/* This CPU's insert_failed of the skb's netns. kallsyms has no data symbols on many kernels, so the
- * per-CPU pointer is walked from the trusted tp_btf skb (dev->nd_net) and resolved with
- * bpf_this_cpu_ptr(), which the verifier allows on the __percpu-tagged net->ct.stat (5.17+). */
-static __always_inline int read_insert_failed(struct sk_buff *skb, __u32 *netns_ino, __u32 *val)
-{
-	struct net_device *dev = skb->dev;
-	struct ip_conntrack_stat *stat;
-	struct net *net;
+#define CTCT_MAX_CPUS 1024
 
-	if (!dev)
+/* The netns' insert_failed summed over all CPUs. kallsyms has no data symbols on many kernels (no
+ * __per_cpu_offset, and typed per-CPU ksyms fail to resolve), and the verifier refuses
+ * bpf_per_cpu_ptr() on net->ct.stat reached through an untrusted pointer (6.18). A per-CPU array map
+ * knows the offsets: bpf_map_lookup_percpu_elem() returns CPU n's copy of the element whose per-CPU
+ * base address the map keeps in bpf_array->pptrs[0]. Summing (rather than reading this CPU only) keeps
+ * the count right when the task that reinjects migrates between confirm and free. */
+static __always_inline int read_insert_failed(struct nf_conn *ct, __u32 *total)
+{
+	__u64 stat = (__u64)BPF_CORE_READ(ct, ct_net.net, ct.stat);
+	__u64 field = bpf_core_field_offset(struct ip_conntrack_stat, insert_failed);
+	void *map = &scratch;
+	__u64 map_addr = 0, base = 0;
+	__u32 zero = 0, sum = 0;
+
+	if (!stat)
 		return -1;
-	net = dev->nd_net.net;
-	if (!net)
-		return -1;
-	stat = bpf_this_cpu_ptr(net->ct.stat);
-	*netns_ino = net->ns.inum;
-	*val = stat->insert_failed;
+	/* pointers are read back as plain numbers: the verifier does not allow pointer - pointer */
+	bpf_probe_read_kernel(&map_addr, sizeof(map_addr), &map);
+	bpf_core_read(&base, sizeof(base), &((struct bpf_array *)map_addr)->pptrs[0]);
+	for (__u32 cpu = 0; cpu < CTCT_MAX_CPUS && cpu < nr_cpus; cpu++) {
+		void *elem = bpf_map_lookup_percpu_elem(&scratch, &zero, cpu);
+		__u64 here = 0;
+		__u32 v = 0;
+
+		if (!elem)
+			break;
+		bpf_probe_read_kernel(&here, sizeof(here), &elem);
+		if (bpf_probe_read_kernel(&v, sizeof(v), (void *)(stat + (here - base) + field)))
+			return -1;
+		sum += v;
+	}
+	*total = sum;
 	return 0;
 }
 
 static __always_inline int detect(struct sk_buff *skb, __u64 location, __u32 reason)
 {
-	__u32 ctinfo, cur = 0, prev = 0, *base;
+	__u32 ctinfo, cur = 0, prev = 0, *base, key;
 	struct nf_conn *ct = skb_conn(skb, &ctinfo);
-	struct baseline_key key = {};
 	struct ctct_event *e;
 
 	if (!ct || ctinfo >= IP_CT_IS_REPLY)
 		return 0;
-	if (read_insert_failed(skb, &key.netns_ino, &cur))
+	key = conn_netns(ct);
+	if (targ_netns && key != targ_netns)
 		return 0;
-	if (targ_netns && key.netns_ino != targ_netns)
+	if (read_insert_failed(ct, &cur))
 		return 0;
-	key.cpu = bpf_get_smp_processor_id();
 	base = bpf_map_lookup_elem(&baselines, &key);
 	if (base) {
 		prev = *base;
@@ -49,7 +65,7 @@ static __always_inline int detect(struct sk_buff *skb, __u64 location, __u32 rea
 			return 0;
 		*base = cur;
 	} else {
-		/* a netns created after start begins at zero; one the loader did not seed is counted */
+		/* a netns the loader did not seed (created after start): this first look is the baseline */
 		count(CTCT_CNT_UNSEEDED_BASELINE);
 		bpf_map_update_elem(&baselines, &key, &cur, BPF_ANY);
 	}
@@ -63,8 +79,8 @@ static __always_inline int detect(struct sk_buff *skb, __u64 location, __u32 rea
 	e->source = CTCT_SRC_FREE_HEURISTIC;
 	e->flags = CTCT_F_FREED;
 	e->ts_ns = bpf_ktime_get_ns();
-	e->cpu = key.cpu;
-	e->netns_ino = key.netns_ino;
+	e->cpu = bpf_get_smp_processor_id();
+	e->netns_ino = key;
 	e->drop_reason = reason;
 	e->drop_location = location;
 	e->insert_failed_delta = cur - prev;

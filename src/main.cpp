@@ -85,7 +85,7 @@ int run_features(bool json)
 {
 	require_environment();
 	Kallsyms ksyms = load_kallsyms();
-	ProbeResults probes = probe_all(ksyms);
+	ProbeResults probes = probe_all(ksyms, g_verbose);
 	Plan plan = choose_plan(Backend::Auto, probes);
 	SystemFacts facts = gather_facts(ksyms);
 	if (json)
@@ -113,7 +113,7 @@ int run_trace(const TraceArgs &a)
 	require_environment();
 
 	Kallsyms ksyms = load_kallsyms();
-	Plan plan = choose_plan(backend, probe_all(ksyms));
+	Plan plan = choose_plan(backend, probe_all(ksyms, g_verbose));
 	if (!plan.error.empty())
 		die(kExitUsage, plan.error);
 

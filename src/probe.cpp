@@ -73,11 +73,14 @@ static ProbeResult probe_one(const HookSpec &spec, Attach a, const Kallsyms &ksy
 	return r;
 }
 
-ProbeResults probe_all(const Kallsyms &ksyms)
+ProbeResults probe_all(const Kallsyms &ksyms, bool verbose)
 {
 	ProbeResults out;
-	// libbpf prints its own lines for every failed attempt; probing expects failures, so silence it.
-	libbpf_print_fn_t old = libbpf_set_print(nullptr);
+	// libbpf prints its own lines for every failed attempt; probing expects failures, so silence it
+	// unless asked.
+	libbpf_print_fn_t old = verbose ? libbpf_set_print(nullptr) : libbpf_set_print(nullptr);
+	if (verbose)
+		libbpf_set_print(old);
 	for (const auto &spec : hook_table()) {
 		if (!spec.tp_prog.empty()) {
 			out[spec.name][Attach::TpBtf] = probe_one(spec, Attach::TpBtf, ksyms);

@@ -20,7 +20,7 @@ struct SystemFacts {
 SystemFacts gather_facts(const Kallsyms &ksyms);
 
 // Probe every hook with every attach type (what `features` prints and `auto` chooses from).
-ProbeResults probe_all(const Kallsyms &ksyms);
+ProbeResults probe_all(const Kallsyms &ksyms, bool verbose = false);
 
 nlohmann::json features_json(const SystemFacts &f, const ProbeResults &p, const Plan &auto_plan);
 std::string features_text(const SystemFacts &f, const ProbeResults &p, const Plan &auto_plan);

@@ -112,6 +112,7 @@ Tracer::Tracer(const Plan &plan, const TracerOptions &opts, EventFn on_event) : 
 	skel_ = open_skeleton(progs);
 	skel_->rodata->targ_netns = opts.netns;
 	skel_->rodata->detect_at_free = plan.detect_at_free;
+	skel_->rodata->nr_cpus = libbpf_num_possible_cpus();
 	bpf_map__set_max_entries(skel_->maps.events, opts.ringbuf_bytes);
 	for (const auto &h : plan.hooks)
 		if (h.attach == Attach::Fentry)
@@ -210,12 +211,10 @@ size_t Tracer::seed_baselines()
 				return;
 			try {
 				auto stat = parse_conntrack_stat(read_file("/proc/thread-self/net/stat/nf_conntrack"));
-				for (uint32_t cpu = 0; cpu < stat.per_cpu.size(); cpu++) {
-					struct { uint32_t netns, cpu; } key = {(uint32_t)st.st_ino, cpu};
-					uint32_t v = (uint32_t)stat.cpu_value(cpu, "insert_failed").value_or(0);
-					if (bpf_map_update_elem(map_fd, &key, &v, BPF_ANY) == 0)
-						seeded++;
-				}
+				uint32_t key = (uint32_t)st.st_ino;
+				uint32_t v = (uint32_t)stat.totals()["insert_failed"]; // the kernel counter is 32-bit per CPU
+				if (bpf_map_update_elem(map_fd, &key, &v, BPF_ANY) == 0)
+					seeded++;
 			} catch (const std::exception &) {
 				// netns without conntrack loaded: nothing to seed, a later drop there starts from zero
 			}

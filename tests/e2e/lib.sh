@@ -1,0 +1,181 @@
+# Shared pieces of the kernel tests: a private topology, the collision traffic, the kernel's counters.
+# Sourced by the test scripts. All traffic stays inside the namespaces created here.
+#
+#   cli (10.231.1.2 + .3, fd00:231:1::2 + ::3) -- rtr (MASQUERADE, NFQUEUE after NAT) -- srv (10.231.2.2)
+#
+# The queue sits at postrouting priority 200, after SNAT (100): SNAT of a second new flow cannot see the
+# first (still unconfirmed, in userspace), so two flows from A:p and B:p both become rtr:p -> srv:5000
+# and the later one loses at __nf_conntrack_confirm.
+
+CTCT_BUILD=${CTCT_BUILD:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build}
+TRACER=${TRACER:-$CTCT_BUILD/ctconfirm-trace}
+HELPERS=${HELPERS:-$CTCT_BUILD/tests/helpers}
+NS=ctct$$
+CLI=$NS-cli RTR=$NS-rtr SRV=$NS-srv
+QUEUE=${QUEUE:-3}
+DPORT=5000
+WORK=$(mktemp -d /tmp/ctct-e2e.XXXXXX)
+PASS=0 FAIL=0
+
+in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+
+ok() { PASS=$((PASS + 1)); echo "ok - $*"; }
+not_ok() { FAIL=$((FAIL + 1)); echo "not ok - $*"; }
+check() { # check "description" actual expected
+	if [ "$2" = "$3" ]; then ok "$1 ($2)"; else not_ok "$1: got $2, expected $3"; fi
+}
+finish() {
+	echo "$PASS passed, $FAIL failed"
+	[ "$FAIL" -eq 0 ]
+}
+
+load_modules() {
+	# Debian kernels build netfilter as modules; the CI kernel has it built in (modprobe then fails quietly).
+	for m in nf_conntrack nf_nat nfnetlink_queue nf_tables nft_chain_nat nft_masq nft_compat xt_NFQUEUE \
+		 nf_conntrack_ipv4 nf_conntrack_ipv6 veth; do
+		modprobe -q "$m" 2>/dev/null || true
+	done
+}
+
+topo_up() {
+	load_modules
+	for n in $CLI $RTR $SRV; do ip netns add "$n"; done
+	ip link add c0 netns "$CLI" type veth peer name r0 netns "$RTR"
+	ip link add s0 netns "$SRV" type veth peer name r1 netns "$RTR"
+	in_ns "$CLI" ip addr add 10.231.1.2/24 dev c0
+	in_ns "$CLI" ip addr add 10.231.1.3/24 dev c0
+	in_ns "$CLI" ip addr add fd00:231:1::2/64 dev c0 nodad
+	in_ns "$CLI" ip addr add fd00:231:1::3/64 dev c0 nodad
+	in_ns "$RTR" ip addr add 10.231.1.1/24 dev r0
+	in_ns "$RTR" ip addr add fd00:231:1::1/64 dev r0 nodad
+	in_ns "$RTR" ip addr add 10.231.2.1/24 dev r1
+	in_ns "$RTR" ip addr add fd00:231:2::1/64 dev r1 nodad
+	in_ns "$SRV" ip addr add 10.231.2.2/24 dev s0
+	in_ns "$SRV" ip addr add fd00:231:2::2/64 dev s0 nodad
+	for n in $CLI $RTR $SRV; do in_ns "$n" ip link set lo up; done
+	in_ns "$CLI" ip link set c0 up
+	in_ns "$SRV" ip link set s0 up
+	in_ns "$RTR" ip link set r0 up
+	in_ns "$RTR" ip link set r1 up
+	in_ns "$CLI" ip route add default via 10.231.1.1
+	in_ns "$CLI" ip -6 route add default via fd00:231:1::1
+	in_ns "$SRV" ip route add default via 10.231.2.1
+	in_ns "$SRV" ip -6 route add default via fd00:231:2::1
+	in_ns "$RTR" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+	# Static neighbours: no ARP/ND round trip delays the first packet of a burst.
+	in_ns "$RTR" ip neigh replace 10.231.2.2 lladdr "$(in_ns "$SRV" cat /sys/class/net/s0/address)" dev r1
+	in_ns "$RTR" ip -6 neigh replace fd00:231:2::2 lladdr "$(in_ns "$SRV" cat /sys/class/net/s0/address)" dev r1
+	in_ns "$CLI" ip neigh replace 10.231.1.1 lladdr "$(in_ns "$RTR" cat /sys/class/net/r0/address)" dev c0
+	in_ns "$CLI" ip -6 neigh replace fd00:231:1::1 lladdr "$(in_ns "$RTR" cat /sys/class/net/r0/address)" dev c0
+	in_ns "$RTR" nft -f - <<NFT
+table inet ctct_nat {
+	chain post { type nat hook postrouting priority srcnat; oifname "r1" masquerade; }
+}
+NFT
+}
+
+# The xt NFQUEUE target inside an nft base chain at priority 200 (after SNAT): iptables-nft builds the
+# rule in its own user chain (it refuses non-standard base chains), nft jumps to it. This works where
+# the nft queue statement is missing (CONFIG_NFT_QUEUE off) and on Debian's kernels alike.
+queue_after_nat() {
+	local fam
+	for fam in ip ip6; do
+		local ipt=iptables-nft
+		[ $fam = ip6 ] && ipt=ip6tables-nft
+		in_ns "$RTR" $ipt -t mangle -N CTCTQ
+		in_ns "$RTR" $ipt -t mangle -A CTCTQ -p udp --dport $DPORT -j NFQUEUE --queue-num "$QUEUE"
+		in_ns "$RTR" nft add chain $fam mangle ctct_post '{ type filter hook postrouting priority 200; }'
+		in_ns "$RTR" nft add rule $fam mangle ctct_post jump CTCTQ
+	done
+}
+
+# An ordinary rule DROP after the queue: frees the same kind of skb at the same place as a clash loss.
+drop_after_queue() { # drop_after_queue SPORT_FROM SPORT_TO
+	in_ns "$RTR" nft -f - <<NFT
+table inet ctct_drop {
+	chain post { type filter hook postrouting priority 300; udp sport $1-$2 udp dport $DPORT drop; }
+}
+NFT
+}
+
+topo_down() {
+	[ -n "${LISTENER_PID:-}" ] && kill "$LISTENER_PID" 2>/dev/null && wait "$LISTENER_PID" 2>/dev/null
+	LISTENER_PID=
+	for n in $CLI $RTR $SRV; do ip netns del "$n" 2>/dev/null; done
+	true
+}
+
+cleanup() {
+	[ -n "${TRACER_PID:-}" ] && kill -INT "$TRACER_PID" 2>/dev/null && wait "$TRACER_PID" 2>/dev/null
+	topo_down
+	if [ "${KEEP:-0}" = 1 ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
+}
+
+start_listener() { # start_listener HOLD_MS [extra nfq_hold flags]
+	local hold=$1; shift
+	rm -f "$WORK/nfq.ready"
+	in_ns "$RTR" ${LISTENER_WRAP:-} "$HELPERS/nfq_hold" --queue "$QUEUE" --hold-ms "$hold" --ready-file "$WORK/nfq.ready" "$@" \
+		2>"$WORK/nfq.log" &
+	LISTENER_PID=$!
+	wait_for_file "$WORK/nfq.ready" || { echo "nfq_hold did not start: $(cat "$WORK/nfq.log")" >&2; return 1; }
+}
+
+wait_for_file() { local i; for i in $(seq 100); do [ -s "$1" ] && return 0; sleep 0.1; done; return 1; }
+
+netns_inode() { in_ns "$1" stat -L -c %i /proc/self/ns/net; }
+
+# Sum of one column of the rtr netns' /proc/net/stat/nf_conntrack (hex per CPU rows). Empty if absent.
+ct_stat() {
+	local col=$1 idx=0 i sum=0 line
+	local -a words
+	{
+		read -r -a words
+		for i in "${!words[@]}"; do [ "${words[$i]}" = "$col" ] && idx=$((i + 1)); done
+		[ $idx -gt 0 ] || return 0
+		while read -r -a words; do sum=$((sum + 16#${words[$((idx - 1))]})); done
+	} < <(in_ns "$RTR" cat /proc/net/stat/nf_conntrack)
+	echo $sum
+}
+
+# pairs_traffic FAMILY PAIRS SPORT_BASE_A SPORT_BASE_B: each pair is one datagram from A and one from B.
+# Prints "sent received".
+pairs_traffic() {
+	local fam=$1 pairs=$2 base_a=$3 base_b=$4 a b dst i
+	if [ "$fam" = 6 ]; then a=fd00:231:1::2 b=fd00:231:1::3 dst=fd00:231:2::2; else a=10.231.1.2 b=10.231.1.3 dst=10.231.2.2; fi
+	in_ns "$SRV" "$HELPERS/udp_burst" recv "$dst" $DPORT 3000 >"$WORK/recv.out" &
+	local rpid=$!
+	for i in $(seq 50); do grep -q ready "$WORK/recv.out" 2>/dev/null && break; sleep 0.1; done
+	: >"$WORK/sent.flows"
+	for i in $(seq 0 $((pairs - 1))); do
+		in_ns "$CLI" "$HELPERS/udp_burst" send "$a" $((base_a + i)) "$dst" $DPORT 1 >/dev/null
+		in_ns "$CLI" "$HELPERS/udp_burst" send "$b" $((base_b + i)) "$dst" $DPORT 1 >/dev/null
+		echo "$a $((base_a + i)) $dst $DPORT" >>"$WORK/sent.flows"
+		echo "$b $((base_b + i)) $dst $DPORT" >>"$WORK/sent.flows"
+	done
+	wait "$rpid"
+	echo "$((pairs * 2)) $(tail -n 1 "$WORK/recv.out")"
+}
+
+start_tracer() { # start_tracer BACKEND: JSON lines to $WORK/trace.json, only the router's netns
+	"$TRACER" --json --backend "$1" --netns "$(netns_inode "$RTR")" >"$WORK/trace.json" 2>"$WORK/trace.err" &
+	TRACER_PID=$!
+	local i
+	for i in $(seq 300); do
+		grep -q '"type":"start"' "$WORK/trace.json" 2>/dev/null && return 0
+		kill -0 "$TRACER_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	echo "tracer did not start: $(cat "$WORK/trace.err")" >&2
+	TRACER_PID=
+	return 1
+}
+
+stop_tracer() {
+	kill -INT "$TRACER_PID"
+	wait "$TRACER_PID"
+	local rc=$?
+	TRACER_PID=
+	return $rc
+}
+
+events_of_type() { jq -c "select(.type == \"$1\")" "$WORK/trace.json"; }

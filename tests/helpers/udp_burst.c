@@ -1,0 +1,80 @@
+// UDP traffic for the tests. send: N datagrams from a bound source address and port.
+// recv: count datagrams until the socket is idle for --idle-ms, print the count.
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static int resolve(const char *addr, const char *port, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV, .ai_socktype = SOCK_DGRAM}, *res;
+	if (getaddrinfo(addr, port, &hints, &res))
+		return -1;
+	memcpy(ss, res->ai_addr, res->ai_addrlen);
+	*len = res->ai_addrlen;
+	freeaddrinfo(res);
+	return 0;
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: udp_burst send SRC SPORT DST DPORT COUNT\n"
+			"       udp_burst recv ADDR PORT IDLE_MS\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	struct sockaddr_storage a, b;
+	socklen_t al, bl;
+	if (argc == 7 && !strcmp(argv[1], "send")) {
+		if (resolve(argv[2], argv[3], &a, &al) || resolve(argv[4], argv[5], &b, &bl))
+			usage();
+		int n = atoi(argv[6]), one = 1;
+		int fd = socket(a.ss_family, SOCK_DGRAM, 0);
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (fd < 0 || bind(fd, (struct sockaddr *)&a, al)) {
+			fprintf(stderr, "udp_burst: bind %s:%s: %s\n", argv[2], argv[3], strerror(errno));
+			return 1;
+		}
+		for (int i = 0; i < n; i++) {
+			char msg[64];
+			int len = snprintf(msg, sizeof(msg), "%s:%s#%d", argv[2], argv[3], i);
+			if (sendto(fd, msg, len, 0, (struct sockaddr *)&b, bl) != len) {
+				fprintf(stderr, "udp_burst: sendto: %s\n", strerror(errno));
+				return 1;
+			}
+		}
+		printf("%d\n", n);
+		return 0;
+	}
+	if (argc == 5 && !strcmp(argv[1], "recv")) {
+		if (resolve(argv[2], argv[3], &a, &al))
+			usage();
+		int fd = socket(a.ss_family, SOCK_DGRAM, 0);
+		if (fd < 0 || bind(fd, (struct sockaddr *)&a, al)) {
+			fprintf(stderr, "udp_burst: bind %s:%s: %s\n", argv[2], argv[3], strerror(errno));
+			return 1;
+		}
+		long count = 0, idle = atol(argv[4]);
+		char buf[2048];
+		// Ready once bound: the caller waits for this line before sending.
+		printf("ready\n");
+		fflush(stdout);
+		for (;;) {
+			struct pollfd p = {fd, POLLIN, 0};
+			if (poll(&p, 1, (int)idle) <= 0)
+				break;
+			if (recv(fd, buf, sizeof(buf), 0) > 0)
+				count++;
+		}
+		printf("%ld\n", count);
+		return 0;
+	}
+	usage();
+}
