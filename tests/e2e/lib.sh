@@ -175,6 +175,8 @@ stop_tracer() {
 	wait "$TRACER_PID"
 	local rc=$?
 	TRACER_PID=
+	TRACE_N=$((${TRACE_N:-0} + 1))
+	cp "$WORK/trace.json" "$WORK/trace.$TRACE_N.json" # kept with KEEP=1 for a failing run
 	return $rc
 }
 
