@@ -1,0 +1,75 @@
+#!/bin/busybox sh
+# shellcheck shell=dash
+# /init of the VM initramfs (busybox only). Mounts the host's / read-only over
+# virtio-9p under a tmpfs overlay, chroots into it, runs the job that run.sh
+# left in the "ctl" share, stores its exit code, and powers off.
+# Stays PID 1 (chroot, not switch_root) so it can record rc and power off
+# even when the job kills everything it can reach.
+/bin/busybox --install -s /bin
+export PATH=/bin
+
+log() { echo "ctct-vm: $*" > /dev/console; }
+# Any failure here must still end the VM; otherwise qemu sits until run.sh's timeout.
+fail() { log "FATAL: $*"; sync; poweroff -f; sleep 5; echo o > /proc/sysrq-trigger; }
+
+mount -t devtmpfs dev /dev 2>/dev/null
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+echo 1 > /proc/sys/kernel/sysrq
+
+for m in $(cat /modules/order); do
+  insmod "/modules/$m" || fail "insmod $m"
+done
+
+P9="trans=virtio,version=9p2000.L,msize=262144"
+mkdir -p /lower /rw /newroot /ctl
+mount -t 9p -o "$P9" ctl /ctl || fail "mount ctl share"
+# shellcheck disable=SC1091
+. /ctl/vm.conf || fail "no vm.conf in ctl share"   # sets KVER KDIR OUT
+# cache=loose: the host tree is treated as static for the VM's lifetime; much faster lookups.
+mount -t 9p -o "$P9,ro,cache=loose" hostroot /lower || fail "mount host root"
+mount -t tmpfs -o mode=755 rw /rw
+mkdir -p /rw/upper /rw/work
+# xino/index/redirect off: 9p lower has no stable file handles, overlay would refuse or warn.
+mount -t overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work,index=off,xino=off,redirect_dir=off,metacopy=off overlay /newroot \
+  || fail "mount overlay"
+
+R=/newroot
+mount -t proc proc $R/proc
+mount -t sysfs sys $R/sys
+mount -t devtmpfs dev $R/dev
+mkdir -p $R/dev/pts $R/dev/shm
+mount -t devpts -o newinstance,ptmxmode=0666 devpts $R/dev/pts
+mount -t tmpfs shm $R/dev/shm
+mount -t debugfs debugfs $R/sys/kernel/debug 2>/dev/null
+mount -t securityfs securityfs $R/sys/kernel/security 2>/dev/null
+mount -t tracefs tracefs $R/sys/kernel/tracing 2>/dev/null
+mount -t bpf bpf $R/sys/fs/bpf
+mount -t cgroup2 cgroup2 $R/sys/fs/cgroup 2>/dev/null
+mount -t tmpfs -o mode=755 run $R/run
+mount -t tmpfs -o mode=1777 tmp $R/tmp
+# The host's modules are for the host kernel; show the guest's own tree instead.
+mkdir -p "$R/lib/modules/$KVER"
+mount --bind "$R$KDIR/lib/modules/$KVER" "$R/lib/modules/$KVER" || fail "bind modules"
+# bpftool/libbpf read /boot/config-$(uname -r); the host's /boot only has the host's.
+if [ -f "$KDIR/config" ] || [ -f "$R$KDIR/config" ]; then
+  mkdir -p $R/boot && touch "$R/boot/config-$KVER" && mount --bind "$R$KDIR/config" "$R/boot/config-$KVER"
+fi
+mkdir -p "$R$OUT"
+mount -t 9p -o "$P9" out "$R$OUT" || fail "mount out share"
+cp /ctl/job.sh $R/run/ctct-job.sh
+
+log "running job at uptime $(cut -d' ' -f1 /proc/uptime)s"
+set -o pipefail
+chroot $R /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+  HOME=/root TERM=dumb LANG=C.UTF-8 /bin/bash /run/ctct-job.sh < /dev/null 2>&1 \
+  | tee "$R$OUT/output.log" > /dev/console
+rc=$?
+log "job exited rc=$rc at uptime $(cut -d' ' -f1 /proc/uptime)s"
+echo $rc > /ctl/rc
+sync
+umount "$R$OUT" 2>/dev/null
+umount /ctl 2>/dev/null
+poweroff -f
+sleep 5
+echo o > /proc/sysrq-trigger
