@@ -29,15 +29,7 @@ collision_run() { # collision_run FAMILY RUN
 	check "$tag: packets lost == pairs" "$lost" "$PAIRS"
 	check "$tag: Δinsert_failed == lost" "$dif" "$lost"
 	check "$tag: Δdrop == lost" "$ddrop" "$lost"
-	if [ "$BACKEND" = tracepoint ]; then
-		# Known defect (README "Status"): in tracepoint mode some drops are missed after the first
-		# topology of a run. Hard-assert no false positives and at least one hit; report the gap.
-		check "$tag: confirm_drop events <= Δinsert_failed (no false positives)" "$((events <= dif))" 1
-		check "$tag: at least one confirm_drop seen" "$((events >= 1))" 1
-		[ "$events" = "$dif" ] || echo "xfail - $tag: confirm_drop events $events, Δinsert_failed $dif"
-	else
-		check "$tag: confirm_drop events == Δinsert_failed" "$events" "$dif"
-	fi
+	check "$tag: confirm_drop events == Δinsert_failed" "$events" "$dif"
 	# Every loser tuple is one we sent (original direction, before NAT).
 	local unknown
 	unknown=$(events_of_type confirm_drop | jq -r '"\(.loser.orig.src) \(.loser.orig.sport) \(.loser.orig.dst) \(.loser.orig.dport)"' |

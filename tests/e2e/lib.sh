@@ -114,7 +114,7 @@ cleanup() {
 start_listener() { # start_listener HOLD_MS [extra nfq_hold flags]
 	local hold=$1; shift
 	rm -f "$WORK/nfq.ready"
-	in_ns "$RTR" ${LISTENER_WRAP:-} "$HELPERS/nfq_hold" --queue "$QUEUE" --hold-ms "$hold" --ready-file "$WORK/nfq.ready" "$@" \
+	ip netns exec "$RTR" ${LISTENER_WRAP:-} "$HELPERS/nfq_hold" --queue "$QUEUE" --hold-ms "$hold" --ready-file "$WORK/nfq.ready" "$@" \
 		2>"$WORK/nfq.log" &
 	LISTENER_PID=$!
 	wait_for_file "$WORK/nfq.ready" || { echo "nfq_hold did not start: $(cat "$WORK/nfq.log")" >&2; return 1; }
@@ -157,6 +157,9 @@ pairs_traffic() {
 }
 
 start_tracer() { # start_tracer BACKEND: JSON lines to $WORK/trace.json, only the router's netns
+	# The background child truncates the file only when it gets to run; remove it here so the wait
+	# below cannot see the previous run's start line (it did: drops were sent before the attach).
+	rm -f "$WORK/trace.json" "$WORK/trace.err"
 	"$TRACER" --json --backend "$1" --netns "$(netns_inode "$RTR")" >"$WORK/trace.json" 2>"$WORK/trace.err" &
 	TRACER_PID=$!
 	local i
