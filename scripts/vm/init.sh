@@ -39,6 +39,9 @@ mount -t proc proc $R/proc
 mount -t sysfs sys $R/sys
 mount -t devtmpfs dev $R/dev
 mkdir -p $R/dev/pts $R/dev/shm
+# devtmpfs has no /dev/fd: bash process substitution needs it.
+ln -sf /proc/self/fd $R/dev/fd
+ln -sf /proc/self/fd/0 $R/dev/stdin; ln -sf /proc/self/fd/1 $R/dev/stdout; ln -sf /proc/self/fd/2 $R/dev/stderr
 mount -t devpts -o newinstance,ptmxmode=0666 devpts $R/dev/pts
 mount -t tmpfs shm $R/dev/shm
 mount -t debugfs debugfs $R/sys/kernel/debug 2>/dev/null
@@ -58,6 +61,11 @@ fi
 mkdir -p "$R$OUT"
 mount -t 9p -o "$P9" out "$R$OUT" || fail "mount out share"
 cp /ctl/job.sh $R/run/ctct-job.sh
+# The kernel runs its modprobe helper in PID 1's root (this initramfs), not in the chroot: point it at a
+# wrapper so module autoloading (iptables extensions, nft expressions) works as on a real host.
+printf '#!/bin/sh\nexec chroot %s /sbin/modprobe "$@"\n' "$R" > /bin/ctct-modprobe
+chmod 755 /bin/ctct-modprobe
+echo /bin/ctct-modprobe > /proc/sys/kernel/modprobe
 
 log "running job at uptime $(cut -d' ' -f1 /proc/uptime)s"
 set -o pipefail
