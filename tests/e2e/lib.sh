@@ -14,7 +14,8 @@ NS=ctct$$
 CLI=$NS-cli RTR=$NS-rtr SRV=$NS-srv
 QUEUE=${QUEUE:-3}
 DPORT=5000
-WORK=$(mktemp -d /tmp/ctct-e2e.XXXXXX)
+# In a VM, keep the evidence on the results share.
+WORK=$(mktemp -d "${VM_OUT:-/tmp}/ctct-e2e.XXXXXX")
 PASS=0 FAIL=0
 
 in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
@@ -137,23 +138,43 @@ ct_stat() {
 	echo $sum
 }
 
-# pairs_traffic FAMILY PAIRS SPORT_BASE_A SPORT_BASE_B: each pair is one datagram from A and one from B.
-# Prints "sent received".
-pairs_traffic() {
-	local fam=$1 pairs=$2 base_a=$3 base_b=$4 a b dst i
-	if [ "$fam" = 6 ]; then a=fd00:231:1::2 b=fd00:231:1::3 dst=fd00:231:2::2; else a=10.231.1.2 b=10.231.1.3 dst=10.231.2.2; fi
-	in_ns "$SRV" "$HELPERS/udp_burst" recv "$dst" $DPORT 3000 >"$WORK/recv.out" &
-	local rpid=$!
+# Addresses of the topology by family: sets A, B (client addresses) and DST (server).
+family_addrs() {
+	if [ "$1" = 6 ]; then A=fd00:231:1::2 B=fd00:231:1::3 DST=fd00:231:2::2; else A=10.231.1.2 B=10.231.1.3 DST=10.231.2.2; fi
+}
+
+# send_traffic FAMILY COUNT < lines "SRC SPORT": one socket per line, COUNT datagrams each, to DST:DPORT,
+# all from one process (a burst). Records every flow in $WORK/sent.flows and prints "sent received"
+# (received: counted by the server until it is idle for 3 s).
+send_traffic() {
+	family_addrs "$1"
+	rm -f "$WORK/recv.out"
+	in_ns "$SRV" "$HELPERS/udp_burst" recv "$DST" $DPORT 3000 >"$WORK/recv.out" &
+	local rpid=$! i src sport sent
+	local -a sources=()
 	for i in $(seq 50); do grep -q ready "$WORK/recv.out" 2>/dev/null && break; sleep 0.1; done
 	: >"$WORK/sent.flows"
-	for i in $(seq 0 $((pairs - 1))); do
-		in_ns "$CLI" "$HELPERS/udp_burst" send "$a" $((base_a + i)) "$dst" $DPORT 1 >/dev/null
-		in_ns "$CLI" "$HELPERS/udp_burst" send "$b" $((base_b + i)) "$dst" $DPORT 1 >/dev/null
-		echo "$a $((base_a + i)) $dst $DPORT" >>"$WORK/sent.flows"
-		echo "$b $((base_b + i)) $dst $DPORT" >>"$WORK/sent.flows"
+	while read -r src sport; do
+		sources+=("$src,$sport")
+		echo "$src $sport $DST $DPORT" >>"$WORK/sent.flows"
 	done
+	sent=$(in_ns "$CLI" "$HELPERS/udp_burst" sendmany "$DST" $DPORT "$2" "${sources[@]}")
 	wait "$rpid"
-	echo "$((pairs * 2)) $(tail -n 1 "$WORK/recv.out")"
+	echo "${sent:-0} $(tail -n 1 "$WORK/recv.out")"
+}
+
+# pairs_traffic FAMILY PAIRS SPORT_BASE_A SPORT_BASE_B: each pair is one datagram from A and one from B.
+pairs_traffic() {
+	local i
+	family_addrs "$1"
+	for i in $(seq 0 $(($2 - 1))); do echo "$A $(($3 + i))"; echo "$B $(($4 + i))"; done | send_traffic "$1" 1
+}
+
+# flow_traffic FAMILY FLOWS SPORT_BASE COUNT: FLOWS flows from A, COUNT datagrams each from one socket.
+flow_traffic() {
+	local i
+	family_addrs "$1"
+	for i in $(seq 0 $(($2 - 1))); do echo "$A $(($3 + i))"; done | send_traffic "$1" "$4"
 }
 
 start_tracer() { # start_tracer BACKEND: JSON lines to $WORK/trace.json, only the router's netns
@@ -184,3 +205,8 @@ stop_tracer() {
 }
 
 events_of_type() { jq -c "select(.type == \"$1\")" "$WORK/trace.json"; }
+
+# The mode the tracer reported in its start line: function or tracepoint. (jq -e on a stream of lines
+# exits 4 in jq 1.6 even when the match printed true, so compare text.)
+trace_mode() { jq -r 'select(.type == "start") | .mode' "$WORK/trace.json"; }
+has_hook() { [ "$(jq -r --arg h "$1" 'select(.type == "start") | [.hooks[].hook] | index($h) != null' "$WORK/trace.json")" = true ]; }

@@ -1,4 +1,6 @@
 // UDP traffic for the tests. send: N datagrams from a bound source address and port.
+// sendmany: the same for many sources in one process, so a burst is not spread out by process start-up
+// (under an emulated VM each start takes longer than the listener's hold time).
 // recv: count datagrams until the socket is idle for --idle-ms, print the count.
 #include <arpa/inet.h>
 #include <errno.h>
@@ -24,6 +26,7 @@ static int resolve(const char *addr, const char *port, struct sockaddr_storage *
 static void usage(void)
 {
 	fprintf(stderr, "usage: udp_burst send SRC SPORT DST DPORT COUNT\n"
+			"       udp_burst sendmany DST DPORT COUNT SRC,SPORT...\n"
 			"       udp_burst recv ADDR PORT IDLE_MS\n");
 	exit(2);
 }
@@ -51,6 +54,34 @@ int main(int argc, char **argv)
 			}
 		}
 		printf("%d\n", n);
+		return 0;
+	}
+	if (argc >= 6 && !strcmp(argv[1], "sendmany")) {
+		int n = atoi(argv[4]), sent = 0, one = 1;
+		if (resolve(argv[2], argv[3], &b, &bl) || n <= 0)
+			usage();
+		for (int s = 5; s < argc; s++) {
+			char src[128], *comma;
+			snprintf(src, sizeof(src), "%s", argv[s]);
+			if (!(comma = strrchr(src, ',')))
+				usage();
+			*comma = 0;
+			if (resolve(src, comma + 1, &a, &al))
+				usage();
+			int fd = socket(a.ss_family, SOCK_DGRAM, 0);
+			setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+			if (fd < 0 || bind(fd, (struct sockaddr *)&a, al)) {
+				fprintf(stderr, "udp_burst: bind %s: %s\n", argv[s], strerror(errno));
+				return 1;
+			}
+			for (int i = 0; i < n; i++, sent++)
+				if (sendto(fd, "ctct", 4, 0, (struct sockaddr *)&b, bl) != 4) {
+					fprintf(stderr, "udp_burst: sendto: %s\n", strerror(errno));
+					return 1;
+				}
+			close(fd);
+		}
+		printf("%d\n", sent);
 		return 0;
 	}
 	if (argc == 5 && !strcmp(argv[1], "recv")) {
