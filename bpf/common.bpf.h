@@ -30,6 +30,7 @@
 CTCT_GLOBAL const volatile __u32 targ_netns;     /* only this netns inode; 0: all */
 CTCT_GLOBAL const volatile __u8 detect_at_free;  /* tracepoint mode: classify drops in kfree_skb */
 CTCT_GLOBAL const volatile __u32 nr_cpus;        /* possible CPUs */
+CTCT_GLOBAL const volatile __u8 have_resolve_hook; /* nf_ct_resolve_clash is attached */
 
 /* Confirm in flight, keyed by task (see task_key()). */
 struct inflight {

@@ -18,6 +18,11 @@ static __always_inline int handle_confirm_entry(struct sk_buff *skb)
 		return 0;
 	rec.skb = (__u64)skb;
 	rec.ct = (__u64)ct;
+	/* Without the nf_ct_resolve_clash hook a resolved clash is seen only at return, when the loser may
+	 * already be freed: keep its tuples now (only on such kernels, e.g. 6.1 where the function has no
+	 * BTF and an optimised calling convention). */
+	if (!have_resolve_hook)
+		read_conn(&rec.loser, ct);
 	key = task_key();
 	if (bpf_map_update_elem(&inflight, &key, &rec, BPF_ANY))
 		count(CTCT_CNT_INFLIGHT_MAP_FULL);
@@ -103,6 +108,16 @@ static __always_inline int handle_confirm_exit(int ret)
 
 	if (!rec)
 		return 0;
+	if (!have_resolve_hook && ret != NF_DROP) {
+		/* __nf_ct_resolve_clash() merges by pointing the skb at the entry that won. */
+		struct nf_conn *now = skb_conn((struct sk_buff *)rec->skb, NULL);
+
+		if (now && (__u64)now != rec->ct) {
+			rec->winner_ct = (__u64)now;
+			rec->has_winner = 1;
+			read_conn(&rec->winner, now);
+		}
+	}
 	if (ret != NF_DROP && !rec->has_winner) {
 		remember_winner(rec->skb, rec->ct);
 		goto out;
@@ -121,7 +136,8 @@ static __always_inline int handle_confirm_exit(int ret)
 		e->cause = CTCT_CAUSE_CLASH;
 	} else {
 		read_conn(&e->loser, ct);
-		e->cause = CTCT_CAUSE_OTHER;
+		/* without the hook a lost clash cannot be told from the rarer drop reasons */
+		e->cause = have_resolve_hook ? CTCT_CAUSE_OTHER : CTCT_CAUSE_UNKNOWN;
 	}
 	if (e->loser.orig.l3num == CTCT_AF_INET6)
 		e->flags |= CTCT_F_IPV6;

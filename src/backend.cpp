@@ -43,7 +43,7 @@ const std::vector<HookSpec> &hook_table()
 		{"confirm_return", {"__nf_conntrack_confirm"}, "confirm_fexit", "confirm_kretprobe", "", true,
 		 "confirm drops and resolved clashes"},
 		{"resolve_clash", {"nf_ct_resolve_clash"}, "resolve_clash_fentry", "resolve_clash_kprobe", "", false,
-		 "the winning conntrack of a clash, and resolved clashes"},
+		 "the winner of a clash that ended in a drop", true},
 		{"enqueue", {"nfqnl_enqueue_packet"}, "enqueue_fentry", "enqueue_kprobe", "", false,
 		 "queue number and time in queue"},
 		{"reinject", {"nfqnl_reinject", "nf_reinject"}, "reinject_fentry", "reinject_kprobe", "", false,

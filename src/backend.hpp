@@ -22,6 +22,9 @@ struct HookSpec {
 	std::string tp_prog;                // tracepoint programs have no function alternative
 	bool is_return;                     // fexit / kretprobe
 	std::string purpose;                // what the user loses without it
+	// A kprobe reads arguments by the standard calling convention; trust that only when BTF has the
+	// function (pahole leaves out functions whose convention the compiler optimised).
+	bool kprobe_args_need_btf = false;
 };
 const std::vector<HookSpec> &hook_table();
 

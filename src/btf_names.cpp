@@ -26,6 +26,21 @@ DropReasons DropReasons::load()
 	return r;
 }
 
+bool btf_has_function(const std::string &name, const std::string &module)
+{
+	struct btf *vmlinux = btf__load_vmlinux_btf();
+	if (!vmlinux)
+		return false;
+	struct btf *btf = vmlinux;
+	if (!module.empty())
+		btf = btf__parse_split(("/sys/kernel/btf/" + module).c_str(), vmlinux);
+	bool found = btf && btf__find_by_name_kind(btf, name.c_str(), BTF_KIND_FUNC) > 0;
+	if (btf && btf != vmlinux)
+		btf__free(btf);
+	btf__free(vmlinux);
+	return found;
+}
+
 std::string DropReasons::name(uint32_t value) const
 {
 	auto it = names_.find(value);

@@ -14,4 +14,6 @@ public:
 private:
 	std::map<uint32_t, std::string> names_;
 };
+// Whether the running kernel's BTF (vmlinux, or /sys/kernel/btf/MODULE split on it) has FUNC `name`.
+bool btf_has_function(const std::string &name, const std::string &module);
 } // namespace ctct

@@ -48,6 +48,12 @@ static ProbeResult probe_one(const HookSpec &spec, Attach a, const Kallsyms &ksy
 	} else {
 		r.function = spec.functions.front();
 	}
+	if (a == Attach::Kprobe && spec.kprobe_args_need_btf && !btf_has_function(r.function, ksyms.module_of(r.function))) {
+		r.error = ENOENT;
+		r.message = "kprobe: " + r.function + " has no BTF prototype on this kernel (its calling convention was "
+			    "optimised), so its arguments cannot be read reliably";
+		return r;
+	}
 	try {
 		SkelPtr skel = open_skeleton({prog});
 		bpf_map__set_max_entries(skel->maps.events, 4096); // probing needs no real ring buffer

@@ -113,6 +113,9 @@ Tracer::Tracer(const Plan &plan, const TracerOptions &opts, EventFn on_event) : 
 	skel_->rodata->targ_netns = opts.netns;
 	skel_->rodata->detect_at_free = plan.detect_at_free;
 	skel_->rodata->nr_cpus = libbpf_num_possible_cpus();
+	for (const auto &h : plan.hooks)
+		if (h.hook == "resolve_clash")
+			skel_->rodata->have_resolve_hook = 1;
 	bpf_map__set_max_entries(skel_->maps.events, opts.ringbuf_bytes);
 	for (const auto &h : plan.hooks)
 		if (h.attach == Attach::Fentry)
