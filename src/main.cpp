@@ -14,6 +14,7 @@
 #include "format.hpp"
 #include "kernel_text.hpp"
 #include "probe.hpp"
+#include "selftest.hpp"
 #include "summary.hpp"
 #include "tracer.hpp"
 
@@ -95,11 +96,69 @@ int run_features(bool json)
 	return kExitOk;
 }
 
-int run_trace(const TraceArgs &a)
+Backend backend_arg(const std::string &s)
 {
 	Backend backend;
-	if (!parse_backend(a.backend, backend))
-		die(kExitUsage, "invalid --backend '" + a.backend + "': use auto, fentry, kprobe or tracepoint");
+	if (!parse_backend(s, backend))
+		die(kExitUsage, "invalid --backend '" + s + "': use auto, fentry, kprobe or tracepoint");
+	return backend;
+}
+
+// Probe, then decide; a backend that cannot work here is an environment error (exit 2).
+Plan plan_for(Backend backend, const Kallsyms &ksyms)
+{
+	Plan plan = choose_plan(backend, probe_all(ksyms, g_verbose));
+	if (!plan.error.empty())
+		die(kExitUsage, plan.error);
+	return plan;
+}
+
+void install_stop_handlers()
+{
+	struct sigaction sa = {};
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, nullptr);
+	sigaction(SIGTERM, &sa, nullptr);
+}
+
+struct SelftestArgs {
+	std::string backend = "auto";
+	unsigned pairs = 20;
+	unsigned hold_ms = 200;
+	bool json = false;
+};
+
+int run_selftest_cmd(const SelftestArgs &a)
+{
+	Backend backend = backend_arg(a.backend);
+	if (a.pairs < 1 || a.pairs > 1000)
+		die(kExitUsage, "invalid --pairs " + std::to_string(a.pairs) + ": must be 1..1000");
+	if (a.hold_ms < 10 || a.hold_ms > 10000)
+		die(kExitUsage, "invalid --hold-ms " + std::to_string(a.hold_ms) + ": must be 10..10000");
+	require_environment();
+	Kallsyms ksyms = load_kallsyms();
+	Plan plan = plan_for(backend, ksyms);
+	install_stop_handlers();
+	SelftestOptions opts;
+	opts.pairs = a.pairs;
+	opts.hold_ms = a.hold_ms;
+	opts.verbose = g_verbose;
+	SelftestResult r;
+	try {
+		r = run_selftest(plan, opts, &g_stop);
+	} catch (const std::exception &e) {
+		die(kExitRuntime, e.what());
+	}
+	if (a.json)
+		std::cout << r.to_json().dump() << std::endl;
+	else
+		std::cout << r.verdict_line() << std::endl;
+	return r.agree() ? kExitOk : kExitRuntime;
+}
+
+int run_trace(const TraceArgs &a)
+{
+	Backend backend = backend_arg(a.backend);
 	uint64_t duration_ns = 0;
 	if (!a.duration.empty()) {
 		try {
@@ -113,9 +172,7 @@ int run_trace(const TraceArgs &a)
 	require_environment();
 
 	Kallsyms ksyms = load_kallsyms();
-	Plan plan = choose_plan(backend, probe_all(ksyms, g_verbose));
-	if (!plan.error.empty())
-		die(kExitUsage, plan.error);
+	Plan plan = plan_for(backend, ksyms);
 
 	DropReasons reasons = DropReasons::load();
 	FormatContext ctx;
@@ -160,10 +217,7 @@ int run_trace(const TraceArgs &a)
 			fprintf(stderr, "note: %s\n", n.c_str());
 	}
 
-	struct sigaction sa = {};
-	sa.sa_handler = on_signal;
-	sigaction(SIGINT, &sa, nullptr);
-	sigaction(SIGTERM, &sa, nullptr);
+	install_stop_handlers();
 
 	const auto names = counter_names();
 	std::vector<uint64_t> last(CTCT_CNT_MAX, 0);
@@ -237,14 +291,24 @@ int main(int argc, char **argv)
 	auto *features = app.add_subcommand("features", "Report which hooks and backends work on this kernel, and why not");
 	features->add_flag("--json", features_json_flag, "One JSON object");
 
-	app.footer("EXIT CODES\n  0 ok, 1 runtime failure, 2 usage or environment error (bad flag, not root, no BTF,\n"
-		   "  nothing attachable)\n\n"
+	SelftestArgs sa;
+	auto *selftest = app.add_subcommand(
+		"selftest", "Build a collision scenario in private network namespaces, send a burst, and check that "
+			    "the tracer saw every packet the kernel dropped");
+	selftest->add_option("--backend", sa.backend, "auto|fentry|kprobe|tracepoint (default auto)");
+	selftest->add_option("--pairs", sa.pairs, "Colliding flow pairs to send, 1..1000 (default 20)");
+	selftest->add_option("--hold-ms", sa.hold_ms, "How long the test listener holds each packet (default 200)");
+	selftest->add_flag("--json", sa.json, "One JSON object");
+
+	app.footer("EXIT CODES\n  0 ok (selftest: tracer and kernel agree), 1 runtime failure (selftest: they disagree),\n"
+		   "  2 usage or environment error (bad flag, not root, no BTF, nothing attachable)\n\n"
 		   "EXAMPLES\n"
 		   "  ctconfirm-trace                      trace until Ctrl-C, human-readable\n"
 		   "  ctconfirm-trace --json -d 60s        one minute of JSON lines for a log pipeline\n"
 		   "  ctconfirm-trace --backend kprobe     force kprobes (e.g. where fentry is refused)\n"
 		   "  ctconfirm-trace --netns 4026532281   only one network namespace\n"
-		   "  ctconfirm-trace features             what this kernel allows, hook by hook");
+		   "  ctconfirm-trace features             what this kernel allows, hook by hook\n"
+		   "  ctconfirm-trace selftest             prove it on this kernel: lose packets on purpose, compare");
 	try {
 		app.parse(argc, argv);
 	} catch (const CLI::ParseError &e) {
@@ -255,5 +319,7 @@ int main(int argc, char **argv)
 	}
 	if (*features)
 		return run_features(features_json_flag);
+	if (*selftest)
+		return run_selftest_cmd(sa);
 	return run_trace(ta);
 }
