@@ -86,7 +86,7 @@ int run_features(bool json)
 {
 	require_environment();
 	Kallsyms ksyms = load_kallsyms();
-	ProbeResults probes = probe_all(ksyms, g_verbose);
+	ProbeResults probes = probe_for(Backend::Auto, ksyms, g_verbose, true);
 	Plan plan = choose_plan(Backend::Auto, probes);
 	SystemFacts facts = gather_facts(ksyms);
 	if (json)
@@ -107,7 +107,7 @@ Backend backend_arg(const std::string &s)
 // Probe, then decide; a backend that cannot work here is an environment error (exit 2).
 Plan plan_for(Backend backend, const Kallsyms &ksyms)
 {
-	Plan plan = choose_plan(backend, probe_all(ksyms, g_verbose));
+	Plan plan = choose_plan(backend, probe_for(backend, ksyms, g_verbose, false));
 	if (!plan.error.empty())
 		die(kExitUsage, plan.error);
 	return plan;

@@ -79,12 +79,12 @@ static ProbeResult probe_one(const HookSpec &spec, Attach a, const Kallsyms &ksy
 	return r;
 }
 
-ProbeResults probe_all(const Kallsyms &ksyms, bool verbose)
+ProbeResults probe_for(Backend backend, const Kallsyms &ksyms, bool verbose, bool exhaustive)
 {
 	ProbeResults out;
 	// libbpf prints its own lines for every failed attempt; probing expects failures, so silence it
 	// unless asked.
-	libbpf_print_fn_t old = verbose ? libbpf_set_print(nullptr) : libbpf_set_print(nullptr);
+	libbpf_print_fn_t old = libbpf_set_print(nullptr);
 	if (verbose)
 		libbpf_set_print(old);
 	for (const auto &spec : hook_table()) {
@@ -92,8 +92,13 @@ ProbeResults probe_all(const Kallsyms &ksyms, bool verbose)
 			out[spec.name][Attach::TpBtf] = probe_one(spec, Attach::TpBtf, ksyms);
 			continue;
 		}
-		out[spec.name][Attach::Fentry] = probe_one(spec, Attach::Fentry, ksyms);
-		out[spec.name][Attach::Kprobe] = probe_one(spec, Attach::Kprobe, ksyms);
+		// Each probe loads and attaches a program (a trampoline costs an RCU-tasks grace period), so
+		// tracing stops at the first attach type that works; `features` tries them all.
+		for (Attach a : exhaustive ? std::vector<Attach>{Attach::Fentry, Attach::Kprobe} : allowed_attaches(backend)) {
+			out[spec.name][a] = probe_one(spec, a, ksyms);
+			if (out[spec.name][a].ok && !exhaustive)
+				break;
+		}
 	}
 	libbpf_set_print(old);
 	return out;

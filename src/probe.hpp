@@ -19,8 +19,9 @@ struct SystemFacts {
 };
 SystemFacts gather_facts(const Kallsyms &ksyms);
 
-// Probe every hook with every attach type (what `features` prints and `auto` chooses from).
-ProbeResults probe_all(const Kallsyms &ksyms, bool verbose = false);
+// Probe the hooks with the attach types `backend` allows, in order of preference, stopping at the first
+// that works; `exhaustive` tries every type (what `features` prints).
+ProbeResults probe_for(Backend backend, const Kallsyms &ksyms, bool verbose, bool exhaustive);
 
 nlohmann::json features_json(const SystemFacts &f, const ProbeResults &p, const Plan &auto_plan);
 std::string features_text(const SystemFacts &f, const ProbeResults &p, const Plan &auto_plan);
