@@ -50,7 +50,8 @@ mount -t tracefs tracefs $R/sys/kernel/tracing 2>/dev/null
 mount -t bpf bpf $R/sys/fs/bpf
 mount -t cgroup2 cgroup2 $R/sys/fs/cgroup 2>/dev/null
 mount -t tmpfs -o mode=755 run $R/run
-mount -t tmpfs -o mode=1777 tmp $R/tmp
+# /tmp stays the overlay (host's /tmp read-only below, writes in tmpfs above): a checkout or build under
+# the host's /tmp (a CI clone, say) is visible to the job.
 # The host's modules are for the host kernel; show the guest's own tree instead.
 mkdir -p "$R/lib/modules/$KVER"
 mount --bind "$R$KDIR/lib/modules/$KVER" "$R/lib/modules/$KVER" || fail "bind modules"

@@ -22,9 +22,9 @@ done
 [ -n "$series" ] && [ -n "$out" ] && [ $# -ge 1 ] || die "$usage"
 [[ $timeout =~ ^[0-9]+$ ]] || die "--timeout wants seconds, got '$timeout'"
 [ -f "$1" ] || die "no such script: $1"
-# The guest mounts fresh tmpfs on /tmp and /run, hiding whatever the host has there.
-case "$(readlink -f "$1")" in /tmp/*|/run/*) die "script $1 is under /tmp or /run, which the VM cannot see" ;; esac
-case "$PWD/" in /tmp/*|/run/*) die "cwd $PWD is under /tmp or /run, which the VM cannot see" ;; esac
+# The guest mounts a fresh tmpfs on /run, hiding whatever the host has there.
+case "$(readlink -f "$1")" in /run/*) die "script $1 is under /run, which the VM cannot see" ;; esac
+case "$PWD/" in /run/*) die "cwd $PWD is under /run, which the VM cannot see" ;; esac
 command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 not found"
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -39,7 +39,7 @@ fi
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 rm -f "$out/rc" "$out/console.log" "$out/output.log"
-# The guest's /tmp is a fresh tmpfs, but the ctl share is mounted directly, so host /tmp is fine.
+# The ctl share is mounted directly, so a directory under the host's /tmp is fine.
 ctl=$(mktemp -d)
 trap 'rm -rf "$ctl"' EXIT
 cat > "$ctl/vm.conf" <<CONF
