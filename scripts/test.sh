@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: unit tests (no root), then kernel tests on this host (root).
+# The whole test suite: unit tests (no root), kernel tests on this host, then end-to-end tests on Debian's
+# 6.1 and 6.12 kernels booted under qemu (root; downloads the two kernel packages once into ~/.cache).
 # Ends with one line "N passed, N failed" counting the suites.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,8 +15,19 @@ suite() { # suite NAME COMMAND...
 "$root/scripts/build.sh" -DBUILD_TESTING=ON || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
 suite "unit tests (ctest)" ctest --test-dir "$build" --output-on-failure
 if [ "$(id -u)" = 0 ]; then
+	# This host's kernel (CI: no kprobes, fentry refused): whatever auto picks, plus tracepoint forced.
 	suite "host kernel: confirm drops, tracepoint backend" \
 		timeout 900 env CTCT_BUILD="$build" bash "$root/tests/e2e/confirm_drop.sh" tracepoint 3 20
+	suite "host kernel: resolved clashes, auto backend" \
+		timeout 300 env CTCT_BUILD="$build" bash "$root/tests/e2e/clash_resolved.sh" auto 20
+	suite "host kernel: selftest, auto backend" \
+		timeout 300 env CTCT_BUILD="$build" bash "$root/tests/e2e/selftest.sh" auto 3
+	# Debian's own kernels under qemu: fentry, kprobe and tracepoint on 6.1 (nf_reinject era) and 6.12.
+	for k in 6.1 6.12; do
+		suite "VM $k: every backend (tests/vm/e2e.sh)" \
+			"$root/scripts/vm/run.sh" --kernel "$k" --out "$build/vm-out/$k" --timeout 2400 \
+			--env CTCT_BUILD="$build" -- "$root/tests/vm/e2e.sh" 1 20
+	done
 else
 	echo "not root: kernel tests skipped"
 	failed=$((failed + 1))
