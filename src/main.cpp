@@ -226,7 +226,7 @@ int run_trace(const TraceArgs &a)
 		auto now = tracer->counters();
 		bool changed = false;
 		for (int i = 0; i < CTCT_CNT_MAX; i++)
-			if (i != CTCT_CNT_EVENTS && i != CTCT_CNT_UNSEEDED_BASELINE && now[i] != last[i])
+			if (counter_is_loss(i) && now[i] != last[i])
 				changed = true;
 		for (int i = 0; i < CTCT_CNT_MAX; i++)
 			if (i != CTCT_CNT_EVENTS)

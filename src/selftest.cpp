@@ -183,6 +183,8 @@ uint64_t queue_id_sequence(const Netns &ns)
 			if (q.queue_num == kQueue)
 				seq = q.id_sequence;
 	}).join();
+	if (!error.empty())
+		throw std::runtime_error("selftest: " + error);
 	return seq;
 }
 
@@ -441,7 +443,7 @@ SelftestResult run_selftest(const Plan &plan, const SelftestOptions &opts, volat
 		r.queue_total_packets = queue_id_sequence(rtr) - seq0;
 		auto counters = tracer.counters();
 		for (int i = 0; i < CTCT_CNT_MAX; i++)
-			if (i != CTCT_CNT_EVENTS && i != CTCT_CNT_UNSEEDED_BASELINE && i != CTCT_CNT_CONFIRM_EXIT_UNMATCHED)
+			if (counter_is_loss(i))
 				r.events_lost += counters[i];
 	} catch (...) {
 		stop_threads();

@@ -37,6 +37,11 @@ std::vector<std::string> counter_names()
 		"confirm_exit_unmatched", "unseeded_baseline", "events"};
 }
 
+bool counter_is_loss(int idx)
+{
+	return idx != CTCT_CNT_EVENTS && idx != CTCT_CNT_UNSEEDED_BASELINE;
+}
+
 SkelPtr open_skeleton(const std::vector<std::string> &programs)
 {
 	SkelPtr skel(ctct_bpf__open());
