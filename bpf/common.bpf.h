@@ -25,12 +25,31 @@
 #define IP_CT_IS_REPLY 3
 #define CTCT_IPS_CONFIRMED (1UL << 3) /* IPS_CONFIRMED_BIT, uapi and stable since 2.6 */
 #define CTCT_AF_INET6 10
+#define NF_VERDICT_MASK 0xff
+#define CTCT_ESRCH 3
+#define CTCT_ENOSPC 28
+#define CTCT_ENOBUFS 105
+#define CTCT_IPS_DYING (1UL << 9) /* IPS_DYING_BIT */
 
 /* Set by the loader before load. */
 CTCT_GLOBAL const volatile __u32 targ_netns;     /* only this netns inode; 0: all */
 CTCT_GLOBAL const volatile __u8 detect_at_free;  /* tracepoint mode: classify drops in kfree_skb */
 CTCT_GLOBAL const volatile __u32 nr_cpus;        /* possible CPUs */
 CTCT_GLOBAL const volatile __u8 have_resolve_hook; /* nf_ct_resolve_clash is attached */
+/* Flow filters (--proto, --addr, --port, --queue): an event is kept only if its flow matches. */
+CTCT_GLOBAL const volatile __u8 targ_proto;       /* IPPROTO_*; 0: all */
+CTCT_GLOBAL const volatile __u16 targ_port;       /* network order; either end of either tuple; 0: all */
+CTCT_GLOBAL const volatile __u8 targ_addr_family; /* AF_INET or AF_INET6; 0: no address filter */
+CTCT_GLOBAL const volatile __u8 targ_addr_prefix; /* prefix length in bits */
+CTCT_GLOBAL const volatile __u8 targ_addr[16];    /* either end of either tuple */
+CTCT_GLOBAL const volatile __u8 targ_queue_set;
+CTCT_GLOBAL const volatile __u32 targ_queue;
+/* Kernel text of nf_queue() (frees a packet that could not be queued) and of the reinject functions
+ * (free a packet the listener dropped), from kallsyms: where kfree_skb was called tells why. 0: unknown. */
+CTCT_GLOBAL const volatile __u64 queue_text_lo;
+CTCT_GLOBAL const volatile __u64 queue_text_hi;
+CTCT_GLOBAL const volatile __u64 reinject_text_lo[2];
+CTCT_GLOBAL const volatile __u64 reinject_text_hi[2];
 
 /* Confirm in flight, keyed by task (see task_key()). */
 struct inflight {
@@ -100,12 +119,43 @@ CTCT_GLOBAL struct {
 	__type(value, __u32);
 } baselines SEC(".maps");
 
+struct enqueue_failure {
+	__u64 skb;
+	struct ctct_event ev;
+};
+
+/* Per-CPU room to build an event (too big for the BPF stack); wrapped so a failed enqueue can be
+ * stored with its skb in one copy. */
 CTCT_GLOBAL struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct ctct_event);
+	__type(value, struct enqueue_failure);
 } scratch SEC(".maps");
+
+/* nfqnl_enqueue_packet in flight, keyed by task: kretprobe has no arguments at return. */
+struct enqueuing_rec {
+	__u64 skb;
+	__u64 start_ns;
+	__u32 netns_ino;
+	__u32 queue_num;
+};
+
+CTCT_GLOBAL struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct enqueuing_rec);
+} enqueuing SEC(".maps");
+
+/* A failed enqueue, keyed by task, until nf_queue() frees the skb (a queue_drop) or the task goes on
+ * without freeing it (--queue-bypass let it through: a queue_bypass). The loader sweeps stale ones. */
+CTCT_GLOBAL struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct enqueue_failure);
+} enqueue_failed SEC(".maps");
 
 static __always_inline void count(__u32 idx)
 {
@@ -172,18 +222,91 @@ static __always_inline struct nf_conn *tuplehash_to_conn(struct nf_conntrack_tup
 	return (struct nf_conn *)((void *)h - off);
 }
 
-static __always_inline struct ctct_event *scratch_event(void)
+static __always_inline struct enqueue_failure *scratch_wrapper(void)
 {
 	__u32 zero = 0;
-	struct ctct_event *e = bpf_map_lookup_elem(&scratch, &zero);
+	struct enqueue_failure *w = bpf_map_lookup_elem(&scratch, &zero);
 
-	if (e)
-		__builtin_memset(e, 0, sizeof(*e));
-	return e;
+	if (w)
+		__builtin_memset(w, 0, sizeof(*w));
+	return w;
+}
+
+static __always_inline struct ctct_event *scratch_event(void)
+{
+	struct enqueue_failure *w = scratch_wrapper();
+
+	return w ? &w->ev : NULL;
+}
+
+static __always_inline bool in_text(__u64 addr, __u64 lo, __u64 hi)
+{
+	return lo && addr >= lo && addr < hi;
+}
+
+static __always_inline bool addr_match(const __u8 *a)
+{
+	__u32 bits = targ_addr_prefix;
+
+#pragma unroll
+	for (int i = 0; i < 16; i++) {
+		__u8 mask = bits >= 8 ? 0xff : (__u8)(0xff00 >> bits);
+
+		if ((a[i] ^ targ_addr[i]) & mask)
+			return false;
+		bits = bits >= 8 ? bits - 8 : 0;
+	}
+	return true;
+}
+
+static __always_inline bool port_match(const struct ctct_tuple *t)
+{
+	return t->sport == targ_port || t->dport == targ_port;
+}
+
+/* The filters, on an event about to be emitted: cheap, and events are rare next to packets. */
+static __always_inline bool keep(const struct ctct_event *e)
+{
+	const struct ctct_conn *c = &e->loser;
+
+	if (targ_queue_set && (!(e->flags & CTCT_F_LOSER_QUEUED) || e->loser_queue.queue_num != targ_queue))
+		return false;
+	if (!targ_proto && !targ_port && !targ_addr_family)
+		return true;
+	if (e->flags & CTCT_F_NO_CONNTRACK)
+		return false;
+	if (targ_proto && c->orig.protonum != targ_proto)
+		return false;
+	if (targ_port && !port_match(&c->orig) && !port_match(&c->reply))
+		return false;
+	if (targ_addr_family) {
+		if (c->orig.l3num != targ_addr_family)
+			return false;
+		if (!addr_match(c->orig.src) && !addr_match(c->orig.dst) && !addr_match(c->reply.src) &&
+		    !addr_match(c->reply.dst))
+			return false;
+	}
+	return true;
+}
+
+/* The packet's flow, or NO_CONNTRACK; original-direction conntrack is what confirm inserts. */
+static __always_inline void fill_flow(struct ctct_event *e, struct sk_buff *skb)
+{
+	struct nf_conn *ct = skb_conn(skb, NULL);
+
+	if (!ct) {
+		e->flags |= CTCT_F_NO_CONNTRACK;
+		return;
+	}
+	read_conn(&e->loser, ct);
+	if (e->loser.orig.l3num == CTCT_AF_INET6)
+		e->flags |= CTCT_F_IPV6;
 }
 
 static __always_inline void submit(struct ctct_event *e)
 {
+	if (!keep(e))
+		return;
 	if (bpf_ringbuf_output(&events, e, sizeof(*e), 0)) {
 		count(CTCT_CNT_RINGBUF_FULL);
 		return;

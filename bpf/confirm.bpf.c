@@ -142,6 +142,8 @@ static __always_inline int handle_confirm_exit(int ret)
 	if (e->loser.orig.l3num == CTCT_AF_INET6)
 		e->flags |= CTCT_F_IPV6;
 	fill_queue(e, rec->skb);
+	if (!keep(e))
+		goto out;
 	if (ret == NF_DROP) {
 		e->type = CTCT_EV_CONFIRM_DROP;
 		/* kfree_skb completes and emits it; the loader sweeps what never gets freed */

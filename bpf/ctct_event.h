@@ -8,11 +8,15 @@
 #include <linux/types.h>
 #endif
 
-#define CTCT_SCHEMA_VERSION 1
+#define CTCT_SCHEMA_VERSION 2
 
 enum ctct_event_type {
 	CTCT_EV_CONFIRM_DROP = 1,   /* __nf_conntrack_confirm returned NF_DROP */
 	CTCT_EV_CLASH_RESOLVED = 2, /* nf_ct_resolve_clash kept the packet */
+	CTCT_EV_VERDICT_DROP = 3,   /* the listener gave verdict NF_DROP */
+	CTCT_EV_QUEUE_DROP = 4,     /* the packet could not be queued and was freed (cause says why) */
+	CTCT_EV_QUEUE_BYPASS = 5,   /* no listener, but the rule's --queue-bypass let the packet go on */
+	CTCT_EV_FAIL_OPEN = 6,      /* queue full or socket full, the queue's fail-open flag accepted it */
 };
 
 /* Why confirm dropped the packet; only CLASH is the NFQUEUE race, the rest are rarer kernel paths. */
@@ -21,12 +25,21 @@ enum ctct_cause {
 	CTCT_CAUSE_CLASH = 1,         /* lost the race to an entry already in the hash */
 	CTCT_CAUSE_OTHER = 2,         /* dying ct, invalid extension or chain too long */
 	CTCT_CAUSE_INSERT_FAILED = 3, /* tracepoint mode: the netns' insert_failed grew */
+	/* queue_drop / queue_bypass causes, from nfqnl_enqueue_packet's return value */
+	CTCT_CAUSE_QUEUE_FULL = 4,         /* -ENOSPC: queue_total reached queue_maxlen (queue_dropped) */
+	CTCT_CAUSE_SOCKET_OVERFLOW = 5,    /* -ENOBUFS from netlink: listener's receive buffer full (user_dropped) */
+	CTCT_CAUSE_NO_LISTENER = 6,        /* -ESRCH: no process bound to the queue */
+	CTCT_CAUSE_UNCONFIRMED_SHARED = 7, /* unconfirmed conntrack shared with a clone (nf_ct_drop_unconfirmed) */
+	CTCT_CAUSE_ENQUEUE_ERROR = 8,      /* any other error; enqueue_error has the errno */
+	CTCT_CAUSE_LISTENER_VERDICT = 9,   /* verdict_drop */
 };
 
 /* Which mechanism produced the event. */
 enum ctct_source {
 	CTCT_SRC_CONFIRM_HOOK = 1, /* fentry/fexit or kprobe/kretprobe on __nf_conntrack_confirm */
 	CTCT_SRC_FREE_HEURISTIC = 2, /* tracepoint mode: skb:kfree_skb + per-CPU insert_failed */
+	CTCT_SRC_QUEUE_HOOK = 3,     /* nfqnl_enqueue_packet return or reinject entry */
+	CTCT_SRC_FREE_LOCATION = 4,  /* tracepoint mode: freed inside nf_queue or the reinject function */
 };
 
 enum ctct_event_flags {
@@ -35,6 +48,7 @@ enum ctct_event_flags {
 	CTCT_F_WINNER_QUEUED = 1 << 2, /* winner_queue and winner_confirm_ns are valid */
 	CTCT_F_FREED = 1 << 3,         /* the skb was seen dying in kfree_skb: drop_reason, drop_location valid */
 	CTCT_F_IPV6 = 1 << 4,
+	CTCT_F_NO_CONNTRACK = 1 << 5,  /* the skb had no conntrack: loser tuples are empty */
 };
 
 struct ctct_tuple {
@@ -83,6 +97,8 @@ struct ctct_event {
 	struct ctct_conn winner;
 	struct ctct_queue loser_queue;
 	struct ctct_queue winner_queue;
+	__s32 enqueue_error; /* queue_drop/queue_bypass: nfqnl_enqueue_packet's negative errno; else 0 */
+	__u32 _pad;
 };
 
 /* Per-CPU loss and health counters, index into the counters array map. */
@@ -94,6 +110,7 @@ enum ctct_counter {
 	CTCT_CNT_WINNER_MAP_FULL,
 	CTCT_CNT_CONFIRM_EXIT_UNMATCHED, /* confirm exit without its entry record */
 	CTCT_CNT_UNSEEDED_BASELINE,   /* tracepoint mode: first look at a netns not seeded at start */
+	CTCT_CNT_ENQUEUE_MAP_FULL,    /* enqueue in flight (for its return value) could not be stored */
 	CTCT_CNT_EVENTS,              /* events submitted */
 	CTCT_CNT_MAX,
 };

@@ -45,24 +45,60 @@ static __always_inline int read_insert_failed(struct nf_conn *ct, __u32 *total)
 	return 0;
 }
 
+/* Tracepoint mode, no confirm drop: a packet freed inside nf_queue() could not be queued (no
+ * listener, queue full or socket full: the loader tells which from the queue's counters), one freed
+ * inside the reinject function was dropped by the listener's verdict. */
+static __always_inline int detect_by_location(struct sk_buff *skb, __u32 netns, __u64 location, __u32 reason)
+{
+	struct ctct_event *e;
+	__u32 type;
+
+	if (in_text(location, queue_text_lo, queue_text_hi))
+		type = CTCT_EV_QUEUE_DROP;
+	else if (in_text(location, reinject_text_lo[0], reinject_text_hi[0]) ||
+		 in_text(location, reinject_text_lo[1], reinject_text_hi[1]))
+		type = CTCT_EV_VERDICT_DROP;
+	else
+		return 0;
+	if (!netns)
+		netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
+	if (targ_netns && netns != targ_netns)
+		return 0;
+	e = scratch_event();
+	if (!e)
+		return 0;
+	e->type = type;
+	e->cause = type == CTCT_EV_VERDICT_DROP ? CTCT_CAUSE_LISTENER_VERDICT : CTCT_CAUSE_UNKNOWN;
+	e->source = CTCT_SRC_FREE_LOCATION;
+	e->flags = CTCT_F_FREED;
+	e->ts_ns = bpf_ktime_get_ns();
+	e->cpu = bpf_get_smp_processor_id();
+	e->netns_ino = netns;
+	e->drop_reason = reason;
+	e->drop_location = location;
+	fill_flow(e, skb);
+	submit(e);
+	return 0;
+}
+
 static __always_inline int detect(struct sk_buff *skb, __u64 location, __u32 reason)
 {
 	__u32 ctinfo, cur = 0, prev = 0, *base, key;
 	struct nf_conn *ct = skb_conn(skb, &ctinfo);
 	struct ctct_event *e;
 
-	if (!ct || ctinfo >= IP_CT_IS_REPLY)
-		return 0;
+	if (!ct)
+		return detect_by_location(skb, 0, location, reason);
 	key = conn_netns(ct);
 	if (targ_netns && key != targ_netns)
 		return 0;
-	if (read_insert_failed(ct, &cur))
-		return 0;
+	if (ctinfo >= IP_CT_IS_REPLY || read_insert_failed(ct, &cur))
+		return detect_by_location(skb, key, location, reason);
 	base = bpf_map_lookup_elem(&baselines, &key);
 	if (base) {
 		prev = *base;
 		if (cur == prev)
-			return 0;
+			return detect_by_location(skb, key, location, reason);
 		*base = cur;
 	} else {
 		/* a netns the loader did not seed (created after start): this first look is the baseline */
@@ -70,7 +106,7 @@ static __always_inline int detect(struct sk_buff *skb, __u64 location, __u32 rea
 		bpf_map_update_elem(&baselines, &key, &cur, BPF_ANY);
 	}
 	if (cur <= prev)
-		return 0;
+		return detect_by_location(skb, key, location, reason);
 	e = scratch_event();
 	if (!e)
 		return 0;
@@ -93,9 +129,26 @@ static __always_inline int detect(struct sk_buff *skb, __u64 location, __u32 rea
 
 static __always_inline int handle_free(struct sk_buff *skb, __u64 location, __u32 reason)
 {
-	__u64 key = (__u64)skb;
-	struct ctct_event *e = bpf_map_lookup_elem(&pending, &key);
+	__u64 key = (__u64)skb, task = task_key();
+	struct enqueue_failure *f = bpf_map_lookup_elem(&enqueue_failed, &task);
+	struct ctct_event *e;
 
+	if (f) {
+		/* nf_queue() frees the skb right after a failed enqueue, on the same task; anything else means
+		 * the packet went on (bypass) */
+		if (f->skb == key && (!queue_text_lo || in_text(location, queue_text_lo, queue_text_hi))) {
+			f->ev.flags |= CTCT_F_FREED;
+			f->ev.drop_reason = reason;
+			f->ev.drop_location = location;
+			submit(&f->ev);
+			bpf_map_delete_elem(&enqueue_failed, &task);
+			return 0;
+		}
+		f->ev.type = CTCT_EV_QUEUE_BYPASS;
+		submit(&f->ev);
+		bpf_map_delete_elem(&enqueue_failed, &task);
+	}
+	e = bpf_map_lookup_elem(&pending, &key);
 	if (e) {
 		e->flags |= CTCT_F_FREED;
 		e->drop_reason = reason;
@@ -108,7 +161,6 @@ static __always_inline int handle_free(struct sk_buff *skb, __u64 location, __u3
 		return detect(skb, location, reason);
 	return 0;
 }
-
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(kfree_skb_btf, struct sk_buff *skb, void *location, enum skb_drop_reason reason)
 {

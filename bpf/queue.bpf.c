@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-/* NFQUEUE path: when a packet enters a queue and when userspace hands it back.
+/* NFQUEUE path: a packet enters a queue (or fails to), and userspace hands it back.
  * The reinject function is nf_reinject before 6.9 and nfqnl_reinject from 6.9 on (commit
  * "netfilter: nf_queue: remove excess nf_reinject"); the loader picks the target at runtime. */
 #include "common.bpf.h"
@@ -7,17 +7,146 @@
 static __always_inline int handle_enqueue(struct nf_queue_entry *entry, __u32 queuenum)
 {
 	struct ctct_queue q = {};
+	struct enqueuing_rec rec = {};
 	__u64 skb = (__u64)BPF_CORE_READ(entry, skb);
+	__u32 netns = BPF_CORE_READ(entry, state.net, ns.inum);
+	__u64 key = task_key();
+	struct enqueue_failure *f;
 
-	if (targ_netns && BPF_CORE_READ(entry, state.net, ns.inum) != targ_netns)
+	if (targ_netns && netns != targ_netns)
 		return 0;
+	if (targ_queue_set && queuenum != targ_queue)
+		return 0;
+	/* A failed enqueue whose skb nf_queue() did not free: the rule's bypass flag let it go on. */
+	f = bpf_map_lookup_elem(&enqueue_failed, &key);
+	if (f) {
+		f->ev.type = CTCT_EV_QUEUE_BYPASS;
+		submit(&f->ev);
+		bpf_map_delete_elem(&enqueue_failed, &key);
+	}
 	q.enqueue_ns = bpf_ktime_get_ns();
 	q.queue_num = queuenum;
 	q.hook = BPF_CORE_READ(entry, state.hook);
 	q.pf = BPF_CORE_READ(entry, state.pf);
 	if (bpf_map_update_elem(&queued, &skb, &q, BPF_ANY))
 		count(CTCT_CNT_QUEUE_MAP_FULL);
+	rec.skb = skb;
+	rec.start_ns = q.enqueue_ns;
+	rec.netns_ino = netns;
+	rec.queue_num = queuenum;
+	if (bpf_map_update_elem(&enqueuing, &key, &rec, BPF_ANY))
+		count(CTCT_CNT_ENQUEUE_MAP_FULL);
 	return 0;
+}
+
+static __always_inline __u32 enqueue_cause(int ret, struct sk_buff *skb)
+{
+	struct nf_conn *ct;
+	unsigned long status;
+
+	if (ret == -CTCT_ESRCH)
+		return CTCT_CAUSE_NO_LISTENER;
+	if (ret == -CTCT_ENOSPC)
+		return CTCT_CAUSE_QUEUE_FULL;
+	if (ret != -CTCT_ENOBUFS)
+		return CTCT_CAUSE_ENQUEUE_ERROR;
+	/* -ENOBUFS is also what __nfqnl_enqueue_packet returns when nf_ct_drop_unconfirmed() refuses a
+	 * packet whose unconfirmed conntrack is dying or shared with a clone (bridge, multicast routing):
+	 * test the same condition. */
+	ct = skb_conn(skb, NULL);
+	if (ct) {
+		status = BPF_CORE_READ(ct, status);
+		if (!(status & CTCT_IPS_CONFIRMED) &&
+		    ((status & CTCT_IPS_DYING) || BPF_CORE_READ(ct, ct_general.use.refs.counter) > 1))
+			return CTCT_CAUSE_UNCONFIRMED_SHARED;
+	}
+	return CTCT_CAUSE_SOCKET_OVERFLOW;
+}
+
+static __always_inline int handle_enqueue_exit(int ret)
+{
+	__u64 key = task_key();
+	struct enqueuing_rec *rec = bpf_map_lookup_elem(&enqueuing, &key);
+	struct enqueue_failure *w;
+	struct ctct_event *e;
+	struct ctct_queue *q;
+	struct sk_buff *skb;
+
+	if (!rec)
+		return 0;
+	if (ret >= 0)
+		goto out;
+	w = scratch_wrapper();
+	if (!w)
+		goto out;
+	e = &w->ev;
+	skb = (struct sk_buff *)rec->skb;
+	w->skb = rec->skb;
+	e->type = CTCT_EV_QUEUE_DROP;
+	e->cause = enqueue_cause(ret, skb);
+	e->source = CTCT_SRC_QUEUE_HOOK;
+	e->ts_ns = bpf_ktime_get_ns();
+	e->cpu = bpf_get_smp_processor_id();
+	e->netns_ino = rec->netns_ino;
+	e->enqueue_error = ret;
+	fill_flow(e, skb);
+	q = bpf_map_lookup_elem(&queued, &rec->skb);
+	if (q) {
+		e->loser_queue = *q;
+		bpf_map_delete_elem(&queued, &rec->skb);
+	} else {
+		e->loser_queue.queue_num = rec->queue_num;
+		e->loser_queue.enqueue_ns = rec->start_ns;
+	}
+	e->flags |= CTCT_F_LOSER_QUEUED;
+	if (!keep(e))
+		goto out;
+	if (bpf_map_update_elem(&enqueue_failed, &key, w, BPF_ANY)) {
+		count(CTCT_CNT_PENDING_MAP_FULL);
+		submit(e);
+	}
+out:
+	bpf_map_delete_elem(&enqueuing, &key);
+	return 0;
+}
+
+/* The listener said NF_DROP: nf_reinject frees the skb right away; kfree_skb completes the event. */
+static __always_inline void verdict_drop(struct nf_queue_entry *entry, struct sk_buff *skb, struct ctct_queue *q,
+					 __u32 verdict)
+{
+	__u32 netns = BPF_CORE_READ(entry, state.net, ns.inum);
+	__u64 key = (__u64)skb;
+	struct ctct_event *e;
+
+	if (targ_netns && netns != targ_netns)
+		return;
+	e = scratch_event();
+	if (!e)
+		return;
+	e->type = CTCT_EV_VERDICT_DROP;
+	e->cause = CTCT_CAUSE_LISTENER_VERDICT;
+	e->source = CTCT_SRC_QUEUE_HOOK;
+	e->ts_ns = bpf_ktime_get_ns();
+	e->cpu = bpf_get_smp_processor_id();
+	e->netns_ino = netns;
+	fill_flow(e, skb);
+	/* without the enqueue record the queue number is unknown (nf_queue_entry has none before 6.x) */
+	if (q) {
+		e->loser_queue = *q;
+		e->flags |= CTCT_F_LOSER_QUEUED;
+		bpf_map_delete_elem(&queued, &key);
+	}
+	e->loser_queue.hook = BPF_CORE_READ(entry, state.hook);
+	e->loser_queue.pf = BPF_CORE_READ(entry, state.pf);
+	e->loser_queue.reinject_ns = e->ts_ns;
+	e->loser_queue.packet_id = BPF_CORE_READ(entry, id);
+	e->loser_queue.verdict = verdict;
+	if (!keep(e))
+		return;
+	if (bpf_map_update_elem(&pending, &key, e, BPF_ANY)) {
+		count(CTCT_CNT_PENDING_MAP_FULL);
+		submit(e);
+	}
 }
 
 static __always_inline int handle_reinject(struct nf_queue_entry *entry, __u32 verdict)
@@ -27,6 +156,10 @@ static __always_inline int handle_reinject(struct nf_queue_entry *entry, __u32 v
 	struct ctct_queue *q = bpf_map_lookup_elem(&queued, &key);
 	struct nf_conn *ct;
 
+	if ((verdict & NF_VERDICT_MASK) == NF_DROP) {
+		verdict_drop(entry, skb, q, verdict);
+		return 0;
+	}
 	if (!q)
 		return 0;
 	/* Only packets of unconfirmed conntracks can meet __nf_conntrack_confirm; drop the record of
@@ -52,6 +185,18 @@ SEC("kprobe")
 int BPF_KPROBE(enqueue_kprobe, struct nf_queue_entry *entry, unsigned int queuenum)
 {
 	return handle_enqueue(entry, queuenum);
+}
+
+SEC("fexit")
+int BPF_PROG(enqueue_fexit, struct nf_queue_entry *entry, unsigned int queuenum, int ret)
+{
+	return handle_enqueue_exit(ret);
+}
+
+SEC("kretprobe")
+int BPF_KRETPROBE(enqueue_kretprobe, int ret)
+{
+	return handle_enqueue_exit(ret);
 }
 
 SEC("fentry")

@@ -46,6 +46,8 @@ const std::vector<HookSpec> &hook_table()
 		 "the winner of a clash that ended in a drop", true},
 		{"enqueue", {"nfqnl_enqueue_packet"}, "enqueue_fentry", "enqueue_kprobe", "", false,
 		 "queue number and time in queue"},
+		{"enqueue_return", {"nfqnl_enqueue_packet"}, "enqueue_fexit", "enqueue_kretprobe", "", true,
+		 "why a packet could not be queued (no listener, queue full, socket full) and --queue-bypass"},
 		{"reinject", {"nfqnl_reinject", "nf_reinject"}, "reinject_fentry", "reinject_kprobe", "", false,
 		 "time in queue, packet id and verdict"},
 		{"kfree_skb", {"skb:kfree_skb"}, "", "", "kfree_skb_btf", false,
@@ -124,8 +126,10 @@ why("kfree_skb") + ")";
 		// which of them happened to attach.
 		plan.detect_at_free = true;
 		plan.hooks.push_back(chosen["kfree_skb"]);
-		plan.notes.push_back("tracepoint mode: confirm drops are detected at skb:kfree_skb from insert_failed; "
-				     "resolved clashes, the winning flow and time in queue are not observable");
+		plan.notes.push_back("tracepoint mode: confirm drops are detected at skb:kfree_skb from insert_failed, "
+				     "queue and verdict drops from where the skb was freed (the class of a queue drop "
+				     "from the queue's counters); resolved clashes, the winning flow, time in queue, "
+				     "queue numbers and --queue-bypass are not observable");
 		if (requested == Backend::Auto)
 			plan.notes.push_back("__nf_conntrack_confirm not attachable: " + why("confirm"));
 		return plan;

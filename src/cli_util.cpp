@@ -1,6 +1,9 @@
 #include "cli_util.hpp"
 
+#include <arpa/inet.h>
 #include <cctype>
+#include <cstring>
+#include <netinet/in.h>
 #include <stdexcept>
 
 namespace ctct {
@@ -28,6 +31,79 @@ uint64_t parse_duration_ns(const std::string &text)
 	if (n == 0)
 		throw std::invalid_argument("invalid duration '" + text + "': must be greater than zero");
 	return n * mult;
+}
+
+uint32_t parse_uint(const std::string &flag, const std::string &text, uint32_t max)
+{
+	if (text.empty() || text.size() > 10 || text.find_first_not_of("0123456789") != std::string::npos)
+		throw std::invalid_argument("invalid " + flag + " '" + text + "': expected a number 0.." + std::to_string(max));
+	uint64_t v = std::stoull(text);
+	if (v > max)
+		throw std::invalid_argument("invalid " + flag + " '" + text + "': must be at most " + std::to_string(max));
+	return (uint32_t)v;
+}
+
+uint8_t parse_proto(const std::string &text)
+{
+	static const struct {
+		const char *name;
+		uint8_t num;
+	} names[] = {{"tcp", IPPROTO_TCP},   {"udp", IPPROTO_UDP},   {"icmp", IPPROTO_ICMP}, {"icmpv6", IPPROTO_ICMPV6},
+		     {"sctp", IPPROTO_SCTP}, {"dccp", IPPROTO_DCCP}, {"gre", IPPROTO_GRE},   {"udplite", IPPROTO_UDPLITE}};
+	for (const auto &n : names)
+		if (text == n.name)
+			return n.num;
+	uint32_t v;
+	try {
+		v = parse_uint("--proto", text, 255);
+	} catch (const std::invalid_argument &) {
+		throw std::invalid_argument("invalid --proto '" + text + "': use tcp, udp, icmp, icmpv6, sctp, dccp, gre, "
+					    "udplite or a protocol number 1..255");
+	}
+	if (v == 0)
+		throw std::invalid_argument("invalid --proto '0': protocol numbers start at 1");
+	return (uint8_t)v;
+}
+
+void parse_addr_prefix(const std::string &text, FlowFilter &out)
+{
+	std::string addr = text, len;
+	auto slash = text.find('/');
+	if (slash != std::string::npos) {
+		addr = text.substr(0, slash);
+		len = text.substr(slash + 1);
+	}
+	uint8_t buf[16] = {};
+	int family;
+	if (inet_pton(AF_INET, addr.c_str(), buf) == 1)
+		family = AF_INET;
+	else if (inet_pton(AF_INET6, addr.c_str(), buf) == 1)
+		family = AF_INET6;
+	else
+		throw std::invalid_argument("invalid --addr '" + text + "': expected an IPv4 or IPv6 address, optionally /prefix");
+	uint32_t max = family == AF_INET ? 32 : 128, prefix = max;
+	if (slash != std::string::npos) {
+		try {
+			prefix = parse_uint("--addr prefix", len, max);
+		} catch (const std::invalid_argument &) {
+			throw std::invalid_argument("invalid --addr '" + text + "': prefix length must be 0.." + std::to_string(max));
+		}
+	}
+	// host bits set under the prefix would never match: say so rather than filter everything out
+	for (uint32_t bit = prefix; bit < max; bit++)
+		if (buf[bit / 8] & (0x80 >> (bit % 8)))
+			throw std::invalid_argument("invalid --addr '" + text + "': host bits set beyond /" + std::to_string(prefix));
+	out.family = (uint8_t)family;
+	out.prefix_len = (uint8_t)prefix;
+	memcpy(out.addr, buf, sizeof(out.addr));
+}
+
+uint16_t parse_port(const std::string &text)
+{
+	uint32_t v = parse_uint("--port", text, 65535);
+	if (v == 0)
+		throw std::invalid_argument("invalid --port '0': ports are 1..65535");
+	return (uint16_t)v;
 }
 
 } // namespace ctct

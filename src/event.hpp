@@ -8,5 +8,5 @@
 static_assert(sizeof(ctct_tuple) == 40, "ctct_tuple layout changed: update both sides");
 static_assert(sizeof(ctct_conn) == 96, "ctct_conn layout changed");
 static_assert(sizeof(ctct_queue) == 32, "ctct_queue layout changed");
-static_assert(sizeof(ctct_event) == 48 + 2 * 96 + 2 * 32 + 8, "ctct_event layout changed");
+static_assert(sizeof(ctct_event) == 48 + 2 * 96 + 2 * 32 + 8 + 8, "ctct_event layout changed");
 static_assert(std::is_trivially_copyable_v<ctct_event>, "events are memcpy'd out of the ring buffer");

@@ -51,6 +51,9 @@ std::string event_type_name(uint32_t type)
 	switch (type) {
 	case CTCT_EV_CONFIRM_DROP: return "confirm_drop";
 	case CTCT_EV_CLASH_RESOLVED: return "clash_resolved";
+	case CTCT_EV_VERDICT_DROP: return "verdict_drop";
+	case CTCT_EV_QUEUE_DROP: return "queue_drop";
+	case CTCT_EV_QUEUE_BYPASS: return "queue_bypass";
 	default: return "unknown_" + std::to_string(type);
 	}
 }
@@ -61,8 +64,30 @@ std::string cause_name(uint32_t cause)
 	case CTCT_CAUSE_CLASH: return "clash";
 	case CTCT_CAUSE_OTHER: return "other";
 	case CTCT_CAUSE_INSERT_FAILED: return "insert_failed";
+	case CTCT_CAUSE_QUEUE_FULL: return "queue_full";
+	case CTCT_CAUSE_SOCKET_OVERFLOW: return "socket_overflow";
+	case CTCT_CAUSE_NO_LISTENER: return "no_listener";
+	case CTCT_CAUSE_UNCONFIRMED_SHARED: return "unconfirmed_shared";
+	case CTCT_CAUSE_ENQUEUE_ERROR: return "enqueue_error";
+	case CTCT_CAUSE_LISTENER_VERDICT: return "listener_verdict";
 	default: return "unknown";
 	}
+}
+
+std::string source_name(uint32_t source)
+{
+	switch (source) {
+	case CTCT_SRC_CONFIRM_HOOK: return "confirm_hook";
+	case CTCT_SRC_FREE_HEURISTIC: return "free_heuristic";
+	case CTCT_SRC_QUEUE_HOOK: return "queue_hook";
+	case CTCT_SRC_FREE_LOCATION: return "free_location";
+	default: return "unknown";
+	}
+}
+
+bool event_is_drop(uint32_t type)
+{
+	return type == CTCT_EV_CONFIRM_DROP || type == CTCT_EV_VERDICT_DROP || type == CTCT_EV_QUEUE_DROP;
 }
 
 static bool has_ports(uint8_t p)
@@ -151,8 +176,9 @@ nlohmann::json event_json(const ctct_event &e, const FormatContext &ctx)
 	j["netns"] = e.netns_ino;
 	j["cpu"] = e.cpu;
 	j["cause"] = cause_name(e.cause);
-	j["source"] = e.source == CTCT_SRC_FREE_HEURISTIC ? "free_heuristic" : "confirm_hook";
-	j["loser"] = conn_json(e.loser);
+	j["source"] = source_name(e.source);
+	// a packet without conntrack has no flow to show: null, never zeroes
+	j["loser"] = (e.flags & CTCT_F_NO_CONNTRACK) ? nlohmann::json(nullptr) : conn_json(e.loser);
 	// In tracepoint mode the queue is not observable: null says "unknown", never 0.
 	j["queue"] = queue_json(e.loser_queue, e.flags, CTCT_F_LOSER_QUEUED);
 	if (e.flags & CTCT_F_HAS_WINNER) {
@@ -165,7 +191,7 @@ nlohmann::json event_json(const ctct_event &e, const FormatContext &ctx)
 	} else {
 		j["winner"] = nullptr;
 	}
-	if (e.type == CTCT_EV_CONFIRM_DROP) {
+	if (event_is_drop(e.type)) {
 		if (e.flags & CTCT_F_FREED) {
 			j["drop"] = {{"freed", true},
 				     {"reason", ctx.drop_reason_name ? ctx.drop_reason_name(e.drop_reason)
@@ -178,6 +204,8 @@ nlohmann::json event_json(const ctct_event &e, const FormatContext &ctx)
 	}
 	if (e.source == CTCT_SRC_FREE_HEURISTIC)
 		j["insert_failed_delta"] = e.insert_failed_delta;
+	if (e.type == CTCT_EV_QUEUE_DROP || e.type == CTCT_EV_QUEUE_BYPASS)
+		j["enqueue_error"] = e.enqueue_error ? nlohmann::json(e.enqueue_error) : nlohmann::json(nullptr);
 	return j;
 }
 
@@ -192,13 +220,20 @@ std::string event_text(const ctct_event &e, const FormatContext &ctx)
 {
 	int64_t wall = (int64_t)e.ts_ns + ctx.realtime_offset_ns;
 	std::string s = iso8601_ns(wall).substr(11, 15) + " " + event_type_name(e.type);
-	s += " netns=" + std::to_string(e.netns_ino) + " " + tuple_to_string(e.loser.orig);
-	s += " reply " + tuple_to_string(e.loser.reply).substr(proto_name(e.loser.reply.protonum).size() + 1);
+	if (e.type != CTCT_EV_CONFIRM_DROP && e.type != CTCT_EV_CLASH_RESOLVED)
+		s += " cause=" + cause_name(e.cause);
+	s += " netns=" + std::to_string(e.netns_ino);
+	if (e.flags & CTCT_F_NO_CONNTRACK) {
+		s += " (no conntrack)";
+	} else {
+		s += " " + tuple_to_string(e.loser.orig);
+		s += " reply " + tuple_to_string(e.loser.reply).substr(proto_name(e.loser.reply.protonum).size() + 1);
+	}
 	if (e.flags & CTCT_F_LOSER_QUEUED) {
 		s += " queue=" + std::to_string(e.loser_queue.queue_num) + " id=" + std::to_string(e.loser_queue.packet_id);
 		int64_t lat = queue_latency_ns(e.loser_queue, e.flags, CTCT_F_LOSER_QUEUED);
 		s += " in_queue=" + (lat < 0 ? std::string("?") : ms(lat));
-	} else if (e.source == CTCT_SRC_FREE_HEURISTIC) {
+	} else if (e.source == CTCT_SRC_FREE_HEURISTIC || e.source == CTCT_SRC_FREE_LOCATION) {
 		s += " in_queue=n/a";
 	}
 	if (e.flags & CTCT_F_HAS_WINNER) {
@@ -206,7 +241,7 @@ std::string event_text(const ctct_event &e, const FormatContext &ctx)
 		if ((e.flags & CTCT_F_WINNER_QUEUED) && e.ts_ns >= e.winner_confirm_ns)
 			s += " confirmed " + ms((int64_t)(e.ts_ns - e.winner_confirm_ns)) + " earlier";
 	}
-	if (e.type == CTCT_EV_CONFIRM_DROP && (e.flags & CTCT_F_FREED)) {
+	if (event_is_drop(e.type) && (e.flags & CTCT_F_FREED)) {
 		s += " reason=" + (ctx.drop_reason_name ? ctx.drop_reason_name(e.drop_reason) : std::to_string(e.drop_reason));
 		if (ctx.symbolize)
 			s += " at " + ctx.symbolize(e.drop_location);

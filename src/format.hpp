@@ -21,6 +21,8 @@ std::string hook_name(uint8_t hook);
 std::string verdict_name(uint32_t verdict);
 std::string event_type_name(uint32_t type);
 std::string cause_name(uint32_t cause);
+std::string source_name(uint32_t source);
+bool event_is_drop(uint32_t type); // the packet was lost (confirm_drop, verdict_drop, queue_drop)
 std::string tuple_to_string(const ctct_tuple &t); // "udp 10.0.0.1:53 -> 10.0.0.2:40000"
 std::string iso8601_ns(int64_t realtime_ns);       // "2026-11-24T03:04:05.123456789Z"
 

@@ -168,6 +168,20 @@ std::string Kallsyms::module_of(const std::string &name) const
 	return it == by_name_.end() ? "" : syms_[it->second].module;
 }
 
+std::optional<std::pair<uint64_t, uint64_t>> Kallsyms::range_of(const std::string &name) const
+{
+	auto it = by_name_.find(name);
+	if (hidden_ || it == by_name_.end())
+		return std::nullopt;
+	size_t i = it->second;
+	uint64_t lo = syms_[i].addr;
+	while (i + 1 < syms_.size() && syms_[i + 1].addr == lo)
+		i++;
+	if (i + 1 >= syms_.size())
+		return std::nullopt; // the last text symbol: no end known
+	return std::make_pair(lo, syms_[i + 1].addr);
+}
+
 std::string Kallsyms::symbolize(uint64_t addr) const
 {
 	char buf[32];

@@ -46,6 +46,8 @@ public:
 	std::vector<std::string> clones_of(const std::string &name) const;
 	std::string module_of(const std::string &name) const;
 	std::string symbolize(uint64_t addr) const; // "func+0x1a" or "0xffff..." when unknown
+	// [start, start of the next symbol): the function's text, for "was it freed inside f?"
+	std::optional<std::pair<uint64_t, uint64_t>> range_of(const std::string &name) const;
 	size_t size() const { return syms_.size(); }
 	bool addresses_hidden() const { return hidden_; }
 

@@ -13,6 +13,8 @@
 #include "cli_util.hpp"
 #include "format.hpp"
 #include "kernel_text.hpp"
+#include "accounting.hpp"
+#include "netns.hpp"
 #include "probe.hpp"
 #include "selftest.hpp"
 #include "summary.hpp"
@@ -26,6 +28,7 @@ namespace {
 constexpr int kExitOk = 0;
 constexpr int kExitRuntime = 1;
 constexpr int kExitUsage = 2;
+constexpr int kExitIncomplete = 3; // verify: the tracer could not see everything
 
 volatile sig_atomic_t g_stop = 0;
 bool g_verbose = false;
@@ -80,6 +83,11 @@ struct TraceArgs {
 	bool json = false;
 	uint32_t netns = 0;
 	uint32_t ringbuf_kb = 4096;
+	std::string proto, addr, port, queue;
+	std::string stats_interval = "10s";
+	std::string group;
+	// verify
+	uint64_t max_drops = 0;
 };
 
 int run_features(bool json)
@@ -156,64 +164,225 @@ int run_selftest_cmd(const SelftestArgs &a)
 	return r.agree() ? kExitOk : kExitRuntime;
 }
 
-int run_trace(const TraceArgs &a)
+FlowFilter filter_args(const TraceArgs &a)
 {
-	Backend backend = backend_arg(a.backend);
-	uint64_t duration_ns = 0;
-	if (!a.duration.empty()) {
-		try {
-			duration_ns = parse_duration_ns(a.duration);
-		} catch (const std::exception &e) {
-			die(kExitUsage, e.what());
+	FlowFilter f;
+	try {
+		if (!a.proto.empty())
+			f.proto = parse_proto(a.proto);
+		if (!a.addr.empty())
+			parse_addr_prefix(a.addr, f);
+		if (!a.port.empty())
+			f.port = parse_port(a.port);
+		if (!a.queue.empty()) {
+			f.queue = parse_uint("--queue", a.queue, 65535);
+			f.has_queue = true;
 		}
+	} catch (const std::exception &e) {
+		die(kExitUsage, e.what());
 	}
-	if (a.ringbuf_kb < 4 || (a.ringbuf_kb & (a.ringbuf_kb - 1)))
-		die(kExitUsage, "invalid --ringbuf-kb " + std::to_string(a.ringbuf_kb) + ": must be a power of two >= 4");
+	return f;
+}
+
+// One tracing run: tracer, kernel counters, the joins on top. Used by the default command and verify.
+class Session {
+public:
+	Session(const TraceArgs &a, bool verify_mode) : a_(a), verify_(verify_mode) {}
+	int run();
+
+private:
+	const TraceArgs &a_;
+	bool verify_;
+	Plan plan_;
+	Kallsyms ksyms_;
+	DropReasons reasons_;
+	FormatContext ctx_;
+	Summary summary_;
+	FlowTable flows_;
+	QueueDropClassifier classifier_;
+	std::map<uint32_t, std::string> netns_paths_;
+	std::map<uint32_t, SeenCounts> seen_;
+	std::map<std::string, uint64_t> interval_events_;
+	CountersByNetns counters_start_, counters_prev_;
+	std::unique_ptr<Tracer> tracer_;
+
+	void on_event(ctct_event e);
+	std::map<uint32_t, std::string> watched_netns();
+	void classify_queue_drop(ctct_event &e);
+	nlohmann::json stats_record(const CountersByNetns &now, double interval_s);
+	void emit(const nlohmann::json &j) { std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n'; }
+};
+
+std::map<uint32_t, std::string> Session::watched_netns()
+{
+	netns_paths_ = list_netns();
+	if (!a_.netns)
+		return netns_paths_;
+	auto it = netns_paths_.find(a_.netns);
+	if (it == netns_paths_.end())
+		return {};
+	return {{it->first, it->second}};
+}
+
+void Session::classify_queue_drop(ctct_event &e)
+{
+	if (!classifier_.has_credit(e.netns_ino)) {
+		if (!netns_paths_.count(e.netns_ino))
+			netns_paths_ = list_netns();
+		auto it = netns_paths_.find(e.netns_ino);
+		if (it != netns_paths_.end())
+			classifier_.observe(e.netns_ino, read_counters(it->second).queues);
+	}
+	auto r = classifier_.classify(e.netns_ino);
+	e.cause = r.cause;
+	if (r.queue) {
+		e.loser_queue.queue_num = *r.queue;
+		e.flags |= CTCT_F_LOSER_QUEUED;
+	}
+}
+
+void Session::on_event(ctct_event e)
+{
+	if (e.type == CTCT_EV_QUEUE_DROP && e.source == CTCT_SRC_FREE_LOCATION)
+		classify_queue_drop(e);
+	summary_.add(e);
+	std::string type = event_type_name(e.type);
+	interval_events_[type]++;
+	seen_[e.netns_ino].by_type[type]++;
+	if (e.type == CTCT_EV_QUEUE_DROP)
+		seen_[e.netns_ino].queue_drop_by_cause[cause_name(e.cause)]++;
+	if (a_.group == "flow") {
+		flows_.add(e);
+		return;
+	}
+	if (verify_ && !a_.json)
+		return;
+	if (a_.json)
+		emit(event_json(e, ctx_));
+	else
+		std::cout << event_text(e, ctx_) << '\n';
+}
+
+nlohmann::json Session::stats_record(const CountersByNetns &now, double interval_s)
+{
+	nlohmann::json j = {{"type", "stats"}, {"schema", CTCT_SCHEMA_VERSION}, {"time", iso8601_ns(monotonic_ns() + ctx_.realtime_offset_ns)},
+			    {"interval_s", interval_s}, {"events", interval_events_}};
+	nlohmann::json total;
+	for (const char *t : {"confirm_drop", "clash_resolved", "verdict_drop", "queue_drop", "queue_bypass"})
+		total[t] = summary_.count(t);
+	j["events_total"] = total;
+	j["losses"] = summary_.losses;
+	nlohmann::json per = nlohmann::json::array();
+	for (const auto &[ns, c] : now) {
+		auto p = counters_prev_.find(ns);
+		nlohmann::json n = {{"netns", ns}};
+		bool interesting = false;
+		if (c.has_conntrack) {
+			nlohmann::json d;
+			for (const char *col : {"insert_failed", "drop", "clashres", "early_drop", "invalid"}) {
+				auto it = c.conntrack.find(col);
+				if (it == c.conntrack.end())
+					continue;
+				uint64_t before = 0;
+				if (p != counters_prev_.end()) {
+					auto b = p->second.conntrack.find(col);
+					before = b == p->second.conntrack.end() ? 0 : b->second;
+				}
+				uint64_t delta = it->second >= before ? it->second - before : 0;
+				d[col == std::string("clashres") ? "clash_resolve" : col] = delta;
+				interesting |= delta != 0;
+			}
+			n["conntrack_delta"] = d;
+		}
+		nlohmann::json qs = nlohmann::json::array();
+		for (const auto &q : c.queues) {
+			const QueueStat *b = nullptr;
+			if (p != counters_prev_.end())
+				for (const auto &x : p->second.queues)
+					if (x.queue_num == q.queue_num && x.portid == q.portid)
+						b = &x;
+			qs.push_back({{"queue", q.queue_num}, {"portid", q.portid}, {"queue_total", q.queue_total},
+				      {"copy_mode", q.copy_mode}, {"copy_range", q.copy_range},
+				      {"queue_dropped_delta", q.queue_dropped - (b ? b->queue_dropped : 0)},
+				      {"user_dropped_delta", q.user_dropped - (b ? b->user_dropped : 0)},
+				      {"id_sequence_delta", q.id_sequence - (b ? b->id_sequence : 0)}});
+			interesting = true;
+		}
+		n["queues"] = qs;
+		if (interesting || seen_.count(ns))
+			per.push_back(n);
+	}
+	j["netns"] = per;
+	return j;
+}
+
+int Session::run()
+{
+	Backend backend = backend_arg(a_.backend);
+	uint64_t duration_ns = 0, stats_ns = 0;
+	try {
+		if (!a_.duration.empty())
+			duration_ns = parse_duration_ns(a_.duration);
+		if (a_.stats_interval != "0")
+			stats_ns = parse_duration_ns(a_.stats_interval);
+	} catch (const std::exception &e) {
+		die(kExitUsage, e.what());
+	}
+	if (verify_ && !duration_ns)
+		die(kExitUsage, "verify needs --duration, e.g. --duration 60s");
+	if (!a_.group.empty() && a_.group != "flow")
+		die(kExitUsage, "invalid --group '" + a_.group + "': the only grouping is 'flow'");
+	if (a_.ringbuf_kb < 4 || (a_.ringbuf_kb & (a_.ringbuf_kb - 1)))
+		die(kExitUsage, "invalid --ringbuf-kb " + std::to_string(a_.ringbuf_kb) + ": must be a power of two >= 4");
+	FlowFilter filter = filter_args(a_);
 	require_environment();
 
-	Kallsyms ksyms = load_kallsyms();
-	Plan plan = plan_for(backend, ksyms);
+	ksyms_ = load_kallsyms();
+	plan_ = plan_for(backend, ksyms_);
+	if (filter.has_queue && plan_.detect_at_free)
+		die(kExitUsage, "--queue needs the queue hooks (fentry or kprobe); in tracepoint mode the queue of a drop is "
+				"not known in the kernel. Filter with --netns/--proto/--addr/--port instead");
 
-	DropReasons reasons = DropReasons::load();
-	FormatContext ctx;
-	ctx.realtime_offset_ns = realtime_offset_ns();
-	ctx.drop_reason_name = [&](uint32_t v) { return reasons.name(v); };
-	ctx.symbolize = [&](uint64_t addr) { return ksyms.symbolize(addr); };
-
-	Summary summary;
-	summary.queue_observable = !plan.detect_at_free;
-	auto on_event = [&](const ctct_event &e) {
-		summary.add(e);
-		if (a.json)
-			std::cout << event_json(e, ctx).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
-		else
-			std::cout << event_text(e, ctx) << '\n';
-	};
+	reasons_ = DropReasons::load();
+	ctx_.realtime_offset_ns = realtime_offset_ns();
+	ctx_.drop_reason_name = [&](uint32_t v) { return reasons_.name(v); };
+	ctx_.symbolize = [&](uint64_t addr) { return ksyms_.symbolize(addr); };
+	summary_.queue_observable = !plan_.detect_at_free;
 
 	TracerOptions opts;
-	opts.netns = a.netns;
-	opts.ringbuf_bytes = a.ringbuf_kb * 1024;
-	std::unique_ptr<Tracer> tracer;
+	opts.netns = a_.netns;
+	opts.ringbuf_bytes = a_.ringbuf_kb * 1024;
+	opts.filter = filter;
+	set_text_ranges(opts, ksyms_);
+	// The kernel's counters at the start: the baseline of stats, verify and queue-drop classes.
+	auto watched = watched_netns();
+	counters_start_ = snapshot_counters(watched.empty() ? std::map<uint32_t, std::string>{{0, "/nonexistent"}} : watched);
+	counters_start_.erase(0);
+	counters_prev_ = counters_start_;
+	if (plan_.detect_at_free)
+		for (const auto &[ns, c] : counters_start_)
+			classifier_.observe(ns, c.queues);
 	try {
-		tracer = std::make_unique<Tracer>(plan, opts, on_event);
+		tracer_ = std::make_unique<Tracer>(plan_, opts, [&](const ctct_event &e) { on_event(e); });
 	} catch (const std::exception &e) {
 		die(kExitRuntime, e.what());
 	}
 
-	nlohmann::json start = {{"type", "start"}, {"schema", CTCT_SCHEMA_VERSION}, {"backend", a.backend},
-				{"mode", plan.detect_at_free ? "tracepoint" : "function"}, {"notes", plan.notes},
-				{"baselines_seeded", tracer->seeded()}};
-	for (const auto &h : plan.hooks)
+	nlohmann::json start = {{"type", "start"}, {"schema", CTCT_SCHEMA_VERSION}, {"backend", a_.backend},
+				{"mode", plan_.detect_at_free ? "tracepoint" : "function"}, {"notes", plan_.notes},
+				{"baselines_seeded", tracer_->seeded()}, {"command", verify_ ? "verify" : "trace"}};
+	for (const auto &h : plan_.hooks)
 		start["hooks"].push_back({{"hook", h.hook}, {"attach", attach_name(h.attach)}, {"function", h.function}});
-	if (a.json) {
+	start["queue_text_known"] = opts.queue_text.lo != 0;
+	if (a_.json) {
 		std::cout << start.dump() << std::endl;
 	} else {
 		std::string hooks;
-		for (const auto &h : plan.hooks)
+		for (const auto &h : plan_.hooks)
 			hooks += " " + h.hook + "=" + attach_name(h.attach);
-		fprintf(stderr, "tracing (%s mode:%s); Ctrl-C to stop\n", plan.detect_at_free ? "tracepoint" : "function",
-			hooks.c_str());
-		for (const auto &n : plan.notes)
+		fprintf(stderr, "%s (%s mode:%s); Ctrl-C to stop\n", verify_ ? "verifying" : "tracing",
+			plan_.detect_at_free ? "tracepoint" : "function", hooks.c_str());
+		for (const auto &n : plan_.notes)
 			fprintf(stderr, "note: %s\n", n.c_str());
 	}
 
@@ -223,17 +392,17 @@ int run_trace(const TraceArgs &a)
 	std::vector<uint64_t> last(CTCT_CNT_MAX, 0);
 	// Losses are printed as soon as they change, and again in the summary.
 	auto report_losses = [&](bool final) {
-		auto now = tracer->counters();
+		auto now = tracer_->counters();
 		bool changed = false;
 		for (int i = 0; i < CTCT_CNT_MAX; i++)
 			if (counter_is_loss(i) && now[i] != last[i])
 				changed = true;
 		for (int i = 0; i < CTCT_CNT_MAX; i++)
 			if (i != CTCT_CNT_EVENTS)
-				summary.losses[names[i]] = now[i];
+				summary_.losses[names[i]] = now[i];
 		if (changed && !final) {
-			nlohmann::json j = {{"type", "loss"}, {"schema", CTCT_SCHEMA_VERSION}, {"counters", summary.losses}};
-			if (a.json)
+			nlohmann::json j = {{"type", "loss"}, {"schema", CTCT_SCHEMA_VERSION}, {"counters", summary_.losses}};
+			if (a_.json)
 				std::cout << j.dump() << std::endl;
 			else
 				fprintf(stderr, "warning: events lost: %s\n", j["counters"].dump().c_str());
@@ -241,30 +410,80 @@ int run_trace(const TraceArgs &a)
 		last = now;
 	};
 
-	uint64_t start_ns = monotonic_ns(), last_tick = start_ns;
+	uint64_t start_ns = monotonic_ns(), last_tick = start_ns, last_stats = start_ns;
 	while (!g_stop) {
-		int n = tracer->poll(100);
+		int n = tracer_->poll(100);
 		if (n < 0 && n != -EINTR)
 			die(kExitRuntime, std::string("ring buffer poll failed: ") + strerror(-n));
 		uint64_t now = monotonic_ns();
 		if (now - last_tick >= 1000000000ULL) {
-			tracer->sweep_pending(now, 1000000000ULL);
+			tracer_->sweep_pending(now, 1000000000ULL);
 			report_losses(false);
 			last_tick = now;
+		}
+		if (stats_ns && now - last_stats >= stats_ns && !verify_) {
+			auto counters = snapshot_counters(watched_netns());
+			if (a_.json) {
+				emit(stats_record(counters, (now - last_stats) / 1e9));
+			} else if (a_.group == "flow") {
+				std::cout << "\n" << flows_.to_text(40);
+			} else {
+				nlohmann::json st = stats_record(counters, (now - last_stats) / 1e9);
+				std::cout << "stats: events " << st["events"].dump() << " kernel " << st["netns"].dump() << '\n';
+			}
+			counters_prev_ = counters;
+			interval_events_.clear();
+			last_stats = now;
 		}
 		std::cout.flush();
 		if (duration_ns && now - start_ns >= duration_ns)
 			break;
 	}
 	// Drain what is already in the ring, then finish drops still waiting for their free.
-	tracer->poll(0);
-	tracer->sweep_pending(monotonic_ns(), 0);
+	tracer_->poll(0);
+	tracer_->sweep_pending(monotonic_ns(), 0);
 	report_losses(false);
 	report_losses(true);
-	if (a.json)
-		std::cout << summary.to_json().dump() << std::endl;
+	double elapsed_s = (monotonic_ns() - start_ns) / 1e9;
+	if (a_.group == "flow") {
+		if (a_.json)
+			emit({{"type", "flows"}, {"schema", CTCT_SCHEMA_VERSION}, {"flows", flows_.to_json()}});
+		else
+			std::cout << "\n" << flows_.to_text(200);
+	}
+	for (const auto &[k, v] : tracer_->aged())
+		summary_.aged[k] = v;
+	if (verify_) {
+		auto end = snapshot_counters(watched_netns());
+		KernelWindow w;
+		for (const auto &[ns, c] : counters_start_) {
+			if (c.has_conntrack)
+				w.conntrack_before[ns] = c.conntrack;
+			w.queues_before[ns] = c.queues;
+		}
+		for (const auto &[ns, c] : end) {
+			if (c.has_conntrack)
+				w.conntrack_after[ns] = c.conntrack;
+			w.queues_after[ns] = c.queues;
+		}
+		std::map<std::string, uint64_t> losses;
+		for (int i = 0; i < CTCT_CNT_MAX; i++)
+			if (counter_is_loss(i))
+				losses[names[i]] = last[i];
+		VerifyOutcome v = evaluate_verify(w, seen_, losses, a_.max_drops, elapsed_s);
+		if (a_.json)
+			emit(summary_.to_json());
+		std::cout << v.verdict << std::endl;
+		std::cout << v.summary.dump() << std::endl;
+		// interrupted before the window ended: what was seen stands, but the window is not the one asked for
+		if (elapsed_s * 1e9 < duration_ns && v.exit_code == 0)
+			return kExitIncomplete;
+		return v.exit_code;
+	}
+	if (a_.json)
+		emit(summary_.to_json());
 	else
-		std::cout << summary.to_text() << std::endl;
+		std::cout << summary_.to_text() << std::endl;
 	return kExitOk;
 }
 
@@ -284,8 +503,18 @@ int main(int argc, char **argv)
 	tr->add_option("--backend", ta.backend, "auto|fentry|kprobe|tracepoint (default auto: best per hook)");
 	tr->add_option("-d,--duration", ta.duration, "Stop after this long, e.g. 30s, 5m (default: until Ctrl-C)");
 	tr->add_option("--ringbuf-kb", ta.ringbuf_kb, "Ring buffer size in KiB, a power of two (default 4096)");
+	out->add_option("--stats-interval", ta.stats_interval,
+			"Every this long, a stats record: events by type, losses, kernel counter deltas per netns "
+			"(default 10s; 0: off)");
+	out->add_option("--group", ta.group, "flow: instead of one line per event, a table per flow (drops, resolved "
+					     "clashes, time in queue p50/p99/max), refreshed every --stats-interval");
 	auto *flt = app.add_option_group("Filters (in the kernel)");
 	flt->add_option("--netns", ta.netns, "Only this network namespace inode (ls -L -i /proc/PID/ns/net)");
+	flt->add_option("--proto", ta.proto, "Only this protocol: tcp, udp, icmp, icmpv6, sctp, ... or a number");
+	flt->add_option("--addr", ta.addr, "Only flows with this address or prefix at either end, before or after NAT "
+					   "(10.0.0.0/8, fd00::/64)");
+	flt->add_option("--port", ta.port, "Only flows with this port at either end, before or after NAT");
+	flt->add_option("--queue", ta.queue, "Only packets of this NFQUEUE number (needs fentry or kprobe)");
 
 	bool features_json_flag = false;
 	auto *features = app.add_subcommand("features", "Report which hooks and backends work on this kernel, and why not");
@@ -300,13 +529,35 @@ int main(int argc, char **argv)
 	selftest->add_option("--hold-ms", sa.hold_ms, "How long the test listener holds each packet (default 200)");
 	selftest->add_flag("--json", sa.json, "One JSON object");
 
-	app.footer("EXIT CODES\n  0 ok (selftest: tracer and kernel agree), 1 runtime failure (selftest: they disagree),\n"
-		   "  2 usage or environment error (bad flag, not root, no BTF, nothing attachable)\n\n"
+	TraceArgs va;
+	auto *verify = app.add_subcommand(
+		"verify", "Watch for --duration, then one verdict line and a JSON summary comparing what the tracer saw "
+			  "with the kernel's own counters over the same window, per netns");
+	verify->add_option("-d,--duration", va.duration, "How long to watch, e.g. 60s (required)")->required();
+	verify->add_option("--max-drops", va.max_drops, "Unintended drops allowed (confirm and queue drops; default 0)");
+	verify->add_option("--backend", va.backend, "auto|fentry|kprobe|tracepoint (default auto)");
+	verify->add_option("--ringbuf-kb", va.ringbuf_kb, "Ring buffer size in KiB (default 4096)");
+	verify->add_option("--netns", va.netns, "Only this network namespace inode");
+	verify->add_option("--proto", va.proto, "Only this protocol");
+	verify->add_option("--addr", va.addr, "Only flows with this address or prefix");
+	verify->add_option("--port", va.port, "Only flows with this port");
+	verify->add_option("--queue", va.queue, "Only this NFQUEUE number");
+	verify->add_flag("--json", va.json, "Also print every event as a JSON line before the verdict");
+
+	app.footer("EXIT CODES\n  0 ok (selftest: tracer and kernel agree; verify: drops within --max-drops and every drop the\n"
+		   "    kernel counted was seen)\n"
+		   "  1 runtime failure (selftest: they disagree; verify: more drops than --max-drops)\n"
+		   "  2 usage or environment error (bad flag, not root, no BTF, nothing attachable)\n"
+		   "  3 verify: the tracer could not see everything (lost events, a drop counted by the kernel but not\n"
+		   "    seen, or interrupted before --duration)\n\n"
 		   "EXAMPLES\n"
 		   "  ctconfirm-trace                      trace until Ctrl-C, human-readable\n"
 		   "  ctconfirm-trace --json -d 60s        one minute of JSON lines for a log pipeline\n"
 		   "  ctconfirm-trace --backend kprobe     force kprobes (e.g. where fentry is refused)\n"
 		   "  ctconfirm-trace --netns 4026532281   only one network namespace\n"
+		   "  ctconfirm-trace --group flow         a table per flow instead of one line per event\n"
+		   "  ctconfirm-trace --addr 10.0.0.0/8 --port 53 --proto udp   only DNS flows of 10/8\n"
+		   "  ctconfirm-trace verify -d 60s        after a fix: exit 0 only if no drop in a minute\n"
 		   "  ctconfirm-trace features             what this kernel allows, hook by hook\n"
 		   "  ctconfirm-trace selftest             prove it on this kernel: lose packets on purpose, compare");
 	try {
@@ -321,5 +572,9 @@ int main(int argc, char **argv)
 		return run_features(features_json_flag);
 	if (*selftest)
 		return run_selftest_cmd(sa);
-	return run_trace(ta);
+	if (*verify) {
+		va.stats_interval = "0";
+		return Session(va, true).run();
+	}
+	return Session(ta, false).run();
 }

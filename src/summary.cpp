@@ -49,10 +49,13 @@ nlohmann::json Summary::to_json() const
 	nlohmann::json j;
 	j["type"] = "summary";
 	j["schema"] = CTCT_SCHEMA_VERSION;
-	j["events"] = {{"confirm_drop", count("confirm_drop")}, {"clash_resolved", count("clash_resolved")}};
+	j["events"] = {{"confirm_drop", count("confirm_drop")}, {"clash_resolved", count("clash_resolved")},
+		       {"verdict_drop", count("verdict_drop")}, {"queue_drop", count("queue_drop")},
+		       {"queue_bypass", count("queue_bypass")}};
 	j["by_cause"] = by_cause_;
 	j["confirm_drop_not_freed"] = unfreed_;
 	j["losses"] = losses;
+	j["aged"] = aged;
 	if (!queue_observable) {
 		j["queue_latency_ns"] = nullptr;
 	} else {
@@ -67,6 +70,9 @@ std::string Summary::to_text() const
 {
 	std::string s = "summary: confirm_drop=" + std::to_string(count("confirm_drop")) +
 			" clash_resolved=" + std::to_string(count("clash_resolved"));
+	for (const char *t : {"verdict_drop", "queue_drop", "queue_bypass"})
+		if (count(t))
+			s += std::string(" ") + t + "=" + std::to_string(count(t));
 	if (unfreed_)
 		s += " (not seen freed: " + std::to_string(unfreed_) + ")";
 	if (!queue_observable) {

@@ -1,5 +1,6 @@
 #include "tracer.hpp"
 
+#include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <cerrno>
@@ -121,6 +122,20 @@ Tracer::Tracer(const Plan &plan, const TracerOptions &opts, EventFn on_event) : 
 	for (const auto &h : plan.hooks)
 		if (h.hook == "resolve_clash")
 			skel_->rodata->have_resolve_hook = 1;
+	const FlowFilter &f = opts.filter;
+	skel_->rodata->targ_proto = f.proto;
+	skel_->rodata->targ_port = htons(f.port);
+	skel_->rodata->targ_addr_family = f.family;
+	skel_->rodata->targ_addr_prefix = f.prefix_len;
+	memcpy((void *)skel_->rodata->targ_addr, f.addr, sizeof(f.addr));
+	skel_->rodata->targ_queue_set = f.has_queue;
+	skel_->rodata->targ_queue = f.queue;
+	skel_->rodata->queue_text_lo = opts.queue_text.lo;
+	skel_->rodata->queue_text_hi = opts.queue_text.hi;
+	for (int i = 0; i < 2; i++) {
+		skel_->rodata->reinject_text_lo[i] = opts.reinject_text[i].lo;
+		skel_->rodata->reinject_text_hi[i] = opts.reinject_text[i].hi;
+	}
 	bpf_map__set_max_entries(skel_->maps.events, opts.ringbuf_bytes);
 	for (const auto &h : plan.hooks)
 		if (h.attach == Attach::Fentry)
@@ -167,8 +182,61 @@ std::vector<uint64_t> Tracer::counters() const
 	return sums;
 }
 
+void set_text_ranges(TracerOptions &o, const Kallsyms &ksyms)
+{
+	if (auto r = ksyms.range_of("nf_queue"))
+		o.queue_text = {r->first, r->second};
+	const char *names[2] = {"nfqnl_reinject", "nf_reinject"};
+	for (int i = 0; i < 2; i++)
+		if (auto r = ksyms.range_of(names[i]))
+			o.reinject_text[i] = {r->first, r->second};
+}
+
+// Delete map entries whose `stale` says so; the callback gets each deleted value.
+template <typename V, typename Stale, typename Done>
+static void sweep_map(int fd, Stale stale, Done done)
+{
+	uint64_t key, next;
+	std::vector<uint64_t> keys;
+	V v;
+	void *prev = nullptr;
+	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+		if (bpf_map_lookup_elem(fd, &next, &v) == 0 && stale(v))
+			keys.push_back(next);
+		key = next;
+		prev = &key;
+	}
+	for (uint64_t k : keys) {
+		// Whoever deletes it owns it: the BPF side may have completed it meanwhile.
+		if (bpf_map_lookup_elem(fd, &k, &v) == 0 && bpf_map_delete_elem(fd, &k) == 0)
+			done(v);
+	}
+}
+
+struct EnqueueFailure {
+	uint64_t skb;
+	ctct_event ev;
+};
+struct EnqueuingRec {
+	uint64_t skb, start_ns;
+	uint32_t netns_ino, queue_num;
+};
+
 void Tracer::sweep_pending(uint64_t now_ns, uint64_t age_ns)
 {
+	sweep_map<EnqueueFailure>(
+		bpf_map__fd(skel_->maps.enqueue_failed), [&](const EnqueueFailure &f) { return f.ev.ts_ns + age_ns < now_ns; },
+		[&](EnqueueFailure &f) {
+			f.ev.type = CTCT_EV_QUEUE_BYPASS;
+			on_event_(f.ev);
+		});
+	sweep_map<EnqueuingRec>(
+		bpf_map__fd(skel_->maps.enqueuing), [&](const EnqueuingRec &r) { return r.start_ns + 10 * 1000000000ULL < now_ns; },
+		[&](EnqueuingRec &) { aged_["enqueue_records_aged"]++; });
+	sweep_map<ctct_queue>(
+		bpf_map__fd(skel_->maps.queued), [&](const ctct_queue &q) { return q.enqueue_ns + kQueueRecordMaxAgeNs < now_ns; },
+		[&](ctct_queue &) { aged_["queue_records_aged"]++; });
+
 	int fd = bpf_map__fd(skel_->maps.pending);
 	uint64_t key, next;
 	std::vector<uint64_t> stale;

@@ -2,11 +2,14 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 #include "backend.hpp"
 #include "event.hpp"
+#include "cli_util.hpp"
+#include "kernel_text.hpp"
 
 struct ctct_bpf;
 struct bpf_link;
@@ -27,10 +30,19 @@ SkelPtr open_skeleton(const std::vector<std::string> &programs);
 LinkPtr attach_program(struct ::ctct_bpf *skel, const HookChoice &h, bool is_return);
 std::string attach_hint(Attach a, int err);
 
+struct TextRange {
+	uint64_t lo = 0, hi = 0;
+};
+
 struct TracerOptions {
 	uint32_t netns = 0;
 	uint32_t ringbuf_bytes = 1 << 22;
+	FlowFilter filter;
+	TextRange queue_text;       // nf_queue()
+	TextRange reinject_text[2]; // nfqnl_reinject, nf_reinject
 };
+// Where the kernel frees packets that could not be queued or were dropped by the listener.
+void set_text_ranges(TracerOptions &o, const Kallsyms &ksyms);
 
 class Tracer {
 public:
@@ -40,8 +52,13 @@ public:
 	int poll(int timeout_ms);
 	// Summed per-CPU counters, indexed by enum ctct_counter.
 	std::vector<uint64_t> counters() const;
-	// confirm_drop events whose skb was never seen in kfree_skb within `age_ns`: emit and forget them.
+	// confirm_drop events whose skb was never seen in kfree_skb within `age_ns`: emit and forget them;
+	// failed enqueues never freed: the packet went on (queue_bypass); join records of packets that
+	// never came back from the queue (listener died) are aged out and counted.
 	void sweep_pending(uint64_t now_ns, uint64_t age_ns);
+	// Loader-side counters (queue_records_aged, enqueue_records_aged).
+	const std::map<std::string, uint64_t> &aged() const { return aged_; }
+	static constexpr uint64_t kQueueRecordMaxAgeNs = 60ULL * 1000000000ULL;
 	// Tracepoint mode: write this CPU's current insert_failed for every netns we can enter.
 	size_t seed_baselines();
 	size_t seeded() const { return seeded_; }
@@ -52,6 +69,7 @@ private:
 	RingPtr ring_;
 	EventFn on_event_;
 	size_t seeded_ = 0;
+	std::map<std::string, uint64_t> aged_ = {{"queue_records_aged", 0}, {"enqueue_records_aged", 0}};
 	static int ring_cb(void *ctx, void *data, size_t size);
 };
 

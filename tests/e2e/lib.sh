@@ -84,7 +84,7 @@ queue_after_nat() {
 		local ipt=iptables-nft
 		[ $fam = ip6 ] && ipt=ip6tables-nft
 		in_ns "$RTR" $ipt -t mangle -N CTCTQ
-		in_ns "$RTR" $ipt -t mangle -A CTCTQ -p udp --dport $DPORT -j NFQUEUE --queue-num "$QUEUE"
+		in_ns "$RTR" $ipt -t mangle -A CTCTQ -p udp --dport $DPORT -j NFQUEUE --queue-num "$QUEUE" ${QUEUE_OPTS:-}
 		in_ns "$RTR" nft add chain $fam mangle ctct_post '{ type filter hook postrouting priority 200; }'
 		in_ns "$RTR" nft add rule $fam mangle ctct_post jump CTCTQ
 	done
@@ -138,6 +138,14 @@ ct_stat() {
 	echo $sum
 }
 
+# One column of the router's /proc/net/netfilter/nfnetlink_queue line for $QUEUE (0 if not bound):
+# queue_dropped (queue full) or user_dropped (listener socket full).
+nfq_stat() {
+	local col
+	case $1 in queue_dropped) col=6 ;; user_dropped) col=7 ;; queue_total) col=3 ;; *) return 1 ;; esac
+	in_ns "$RTR" awk -v q="$QUEUE" -v c="$col" '$1 == q { v = $c } END { print v + 0 }' /proc/net/netfilter/nfnetlink_queue
+}
+
 # Addresses of the topology by family: sets A, B (client addresses) and DST (server).
 family_addrs() {
 	if [ "$1" = 6 ]; then A=fd00:231:1::2 B=fd00:231:1::3 DST=fd00:231:2::2; else A=10.231.1.2 B=10.231.1.3 DST=10.231.2.2; fi
@@ -177,11 +185,14 @@ flow_traffic() {
 	for i in $(seq 0 $(($2 - 1))); do echo "$A $(($3 + i))"; done | send_traffic "$1" "$4"
 }
 
-start_tracer() { # start_tracer BACKEND: JSON lines to $WORK/trace.json, only the router's netns
+start_tracer() { # start_tracer BACKEND [flags]: JSON lines to $WORK/trace.json, only the router's netns
+	# (or $TRACE_NETNS)
+	local backend=$1; shift
 	# The background child truncates the file only when it gets to run; remove it here so the wait
 	# below cannot see the previous run's start line (it did: drops were sent before the attach).
 	rm -f "$WORK/trace.json" "$WORK/trace.err"
-	"$TRACER" --json --backend "$1" --netns "$(netns_inode "$RTR")" >"$WORK/trace.json" 2>"$WORK/trace.err" &
+	"$TRACER" --json --backend "$backend" --netns "${TRACE_NETNS:-$(netns_inode "$RTR")}" "$@" \
+		>"$WORK/trace.json" 2>"$WORK/trace.err" &
 	TRACER_PID=$!
 	local i
 	for i in $(seq 300); do

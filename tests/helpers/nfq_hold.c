@@ -68,7 +68,7 @@ static void on_signal(int sig) { (void)sig; stop = 1; }
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: nfq_hold --queue N [--hold-ms M] [--verdict accept|drop] [--maxlen N] [--rcvbuf BYTES]"
+	fprintf(stderr, "usage: nfq_hold --queue N [--hold-ms M] [--verdict accept|drop] [--maxlen N] [--rcvbuf BYTES] [--stall-ms M]"
 			" [--ready-file PATH]\n");
 	exit(2);
 }
@@ -76,9 +76,10 @@ static void usage(void)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {{"queue", 1, 0, 'q'}, {"hold-ms", 1, 0, 'h'}, {"verdict", 1, 0, 'v'},
-					     {"maxlen", 1, 0, 'm'}, {"rcvbuf", 1, 0, 'r'}, {"ready-file", 1, 0, 'f'},
+					     {"maxlen", 1, 0, 'm'}, {"rcvbuf", 1, 0, 'r'}, {"ready-file", 1, 0, 'f'}, {"stall-ms", 1, 0, 's'},
 					     {0, 0, 0, 0}};
 	long queue = -1, maxlen = 0, rcvbuf = 0;
+	unsigned long stall_ms = 0; /* do not read the socket at first: a burst overflows its buffer */
 	const char *ready = NULL;
 	char *end;
 	int c;
@@ -94,6 +95,7 @@ int main(int argc, char **argv)
 		case 'm': maxlen = strtol(optarg, &end, 10); if (*end || maxlen <= 0) usage(); break;
 		case 'r': rcvbuf = strtol(optarg, &end, 10); if (*end || rcvbuf <= 0) usage(); break;
 		case 'f': ready = optarg; break;
+		case 's': stall_ms = strtoul(optarg, &end, 10); if (*end) usage(); break;
 		default: usage();
 		}
 	}
@@ -133,6 +135,8 @@ int main(int argc, char **argv)
 		fprintf(f, "%d\n", getpid());
 		fclose(f);
 	}
+	if (stall_ms)
+		usleep(stall_ms * 1000);
 	static char buf[65536] __attribute__((aligned));
 	while (!stop) {
 		int timeout = 100;

@@ -1,0 +1,85 @@
+// Joins what the tracer saw with what the kernel counted: the class of tracepoint-mode queue drops,
+// the per-flow view (--group flow) and the verify verdict. Pure logic, unit-tested without a kernel.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+#include <nlohmann/json.hpp>
+#include "event.hpp"
+#include "kernel_text.hpp"
+#include "summary.hpp"
+
+namespace ctct {
+
+// Tracepoint mode sees a packet freed inside nf_queue() but not why. The queue's own counters say:
+// queue_dropped grows on a full queue, user_dropped on a full listener socket, nothing on a missing
+// listener. Growth becomes credits that the next events consume, in that order; exact in total.
+class QueueDropClassifier {
+public:
+	struct Result {
+		uint32_t cause = CTCT_CAUSE_UNKNOWN;
+		std::optional<uint32_t> queue;
+	};
+	// Counters read now; the first look at a netns is its baseline.
+	void observe(uint32_t netns, const std::vector<QueueStat> &now);
+	bool has_baseline(uint32_t netns) const { return last_.count(netns) != 0; }
+	bool has_credit(uint32_t netns) const;
+	Result classify(uint32_t netns);
+
+private:
+	struct Credit {
+		uint64_t queue_full = 0, socket_overflow = 0;
+	};
+	std::map<uint32_t, std::map<uint32_t, QueueStat>> last_;     // netns -> queue -> counters
+	std::map<uint32_t, std::map<uint32_t, Credit>> credit_;       // netns -> queue -> unconsumed growth
+};
+
+// --group flow: per original tuple of the packet that was lost or nearly lost.
+class FlowTable {
+public:
+	void add(const ctct_event &e);
+	nlohmann::json to_json() const; // array of flows, most losses first
+	std::string to_text(size_t max_rows) const;
+	size_t size() const { return flows_.size(); }
+
+private:
+	struct Flow {
+		ctct_tuple orig{};
+		ctct_tuple reply{};
+		uint32_t netns = 0;
+		std::map<std::string, uint64_t> by_type;
+		std::vector<int64_t> latency; // bounded: kMaxSamplesPerFlow
+		uint64_t losses = 0;
+	};
+	static constexpr size_t kMaxFlows = 65536;
+	static constexpr size_t kMaxSamplesPerFlow = 4096;
+	std::map<std::string, Flow> flows_;
+	uint64_t flows_not_kept_ = 0;
+	std::vector<const Flow *> ranked() const;
+};
+
+// Events seen in one netns, by type and (for queue drops) cause.
+struct SeenCounts {
+	std::map<std::string, uint64_t> by_type;
+	std::map<std::string, uint64_t> queue_drop_by_cause;
+};
+
+struct VerifyOutcome {
+	int exit_code = 0; // 0 ok, 1 drops over the threshold, 3 coverage incomplete
+	std::string verdict;
+	nlohmann::json summary;
+};
+
+// Compares events with the kernel's counters over the same window, per netns. A netns missing from
+// `before` was created during the window (counters start at zero); one missing from `after` is gone
+// and cannot be checked.
+struct KernelWindow {
+	std::map<uint32_t, std::map<std::string, uint64_t>> conntrack_before, conntrack_after;
+	std::map<uint32_t, std::vector<QueueStat>> queues_before, queues_after;
+};
+VerifyOutcome evaluate_verify(const KernelWindow &k, const std::map<uint32_t, SeenCounts> &seen,
+			      const std::map<std::string, uint64_t> &losses, uint64_t max_drops, double duration_s);
+
+} // namespace ctct

@@ -1,0 +1,88 @@
+#include "netns.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <set>
+#include <sys/stat.h>
+#include <thread>
+#include <unistd.h>
+
+namespace ctct {
+
+std::map<uint32_t, std::string> list_netns()
+{
+	std::vector<std::string> paths = {"/proc/self/ns/net"};
+	if (DIR *d = opendir("/run/netns")) {
+		while (struct dirent *de = readdir(d))
+			if (de->d_name[0] != '.')
+				paths.push_back(std::string("/run/netns/") + de->d_name);
+		closedir(d);
+	}
+	if (DIR *d = opendir("/proc")) {
+		while (struct dirent *de = readdir(d))
+			if (de->d_name[0] >= '1' && de->d_name[0] <= '9')
+				paths.push_back(std::string("/proc/") + de->d_name + "/ns/net");
+		closedir(d);
+	}
+	std::map<uint32_t, std::string> out;
+	for (const auto &p : paths) {
+		struct stat st;
+		if (stat(p.c_str(), &st) == 0)
+			out.emplace((uint32_t)st.st_ino, p);
+	}
+	return out;
+}
+
+std::vector<std::optional<std::string>> read_in_netns(const std::string &ns_path, const std::vector<std::string> &files)
+{
+	std::vector<std::optional<std::string>> out(files.size());
+	int fd = open(ns_path.c_str(), O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return out;
+	std::thread t([&] {
+		if (setns(fd, CLONE_NEWNET))
+			return;
+		for (size_t i = 0; i < files.size(); i++) {
+			try {
+				out[i] = read_file(files[i]);
+			} catch (const std::exception &) {
+			}
+		}
+	});
+	t.join();
+	close(fd);
+	return out;
+}
+
+NetnsCounters read_counters(const std::string &ns_path)
+{
+	NetnsCounters c;
+	auto texts = read_in_netns(ns_path, {"/proc/thread-self/net/stat/nf_conntrack",
+					     "/proc/thread-self/net/netfilter/nfnetlink_queue"});
+	if (texts[0]) {
+		try {
+			c.conntrack = parse_conntrack_stat(*texts[0]).totals();
+			c.has_conntrack = true;
+		} catch (const std::exception &) {
+		}
+	}
+	if (texts[1]) {
+		try {
+			c.queues = parse_nfqueue(*texts[1]);
+			c.has_nfqueue = true;
+		} catch (const std::exception &) {
+		}
+	}
+	return c;
+}
+
+CountersByNetns snapshot_counters(const std::map<uint32_t, std::string> &which)
+{
+	CountersByNetns out;
+	for (const auto &[ino, path] : which.empty() ? list_netns() : which)
+		out[ino] = read_counters(path);
+	return out;
+}
+
+} // namespace ctct

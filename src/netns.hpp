@@ -1,0 +1,33 @@
+// Network namespaces as the loader sees them: find them by inode, read their /proc/net files, and
+// snapshot the kernel's own counters (conntrack stats, NFQUEUE queues) for comparison with events.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+#include "kernel_text.hpp"
+
+namespace ctct {
+
+// inode -> one path that opens that netns: our own, every process's, iproute2's /run/netns names.
+std::map<uint32_t, std::string> list_netns();
+
+// Read files (paths under /proc/thread-self/...) from inside a netns; a file that cannot be read is
+// nullopt. setns() moves only the calling thread, so this runs in a short-lived thread.
+std::vector<std::optional<std::string>> read_in_netns(const std::string &ns_path, const std::vector<std::string> &files);
+
+// One netns' counters at one moment.
+struct NetnsCounters {
+	bool has_conntrack = false;
+	std::map<std::string, uint64_t> conntrack; // /proc/net/stat/nf_conntrack totals over CPUs
+	bool has_nfqueue = false;
+	std::vector<QueueStat> queues;             // /proc/net/netfilter/nfnetlink_queue
+};
+using CountersByNetns = std::map<uint32_t, NetnsCounters>;
+
+NetnsCounters read_counters(const std::string &ns_path);
+// Every netns in `which` (or all reachable ones when empty).
+CountersByNetns snapshot_counters(const std::map<uint32_t, std::string> &which);
+
+} // namespace ctct

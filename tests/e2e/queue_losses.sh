@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Kernel test: every way the NFQUEUE path loses a queued packet, made on purpose, named by the tracer,
+# counted against the kernel:
+#   verdict DROP      listener says NF_DROP       verdict_drop events == sent - received
+#   queue full        --maxlen 4, held 1 s        queue_drop/queue_full == Δqueue_dropped == lost
+#   socket overflow   tiny rcvbuf, listener stalls queue_drop/socket_overflow == Δuser_dropped == lost
+#   no listener       no process on the queue     queue_drop/no_listener == lost == sent
+#   no listener + --queue-bypass                   nothing lost, no loss event (queue_bypass with hooks)
+# and filters: --port/--addr/--proto that must and must not match the same traffic.
+# usage: queue_losses.sh BACKEND [FLOWS]     (root; BACKEND: auto|fentry|kprobe|tracepoint)
+set -uo pipefail
+. "$(dirname "$0")/lib.sh"
+BACKEND=${1:?backend}
+FLOWS=${2:-20}
+trap cleanup EXIT INT TERM
+
+# one datagram per flow from A: every packet is a new conntrack going through the queue
+burst() { flow_traffic 4 "$FLOWS" "$1" 1; }
+
+count_events() { # count_events TYPE [CAUSE]
+	if [ -n "${2:-}" ]; then
+		jq -c "select(.type == \"$1\" and .cause == \"$2\")" "$WORK/trace.json" | wc -l
+	else
+		events_of_type "$1" | wc -l
+	fi
+}
+
+case_run() { # case_run NAME LISTENER_ARGS|none SPORT_BASE [tracer flags...]
+	local name=$1 largs=$2 base=$3; shift 3
+	TAG="$BACKEND $name"
+	topo_up && queue_after_nat || { not_ok "$TAG: setup failed"; topo_down; return 1; }
+	if [ "$largs" != none ]; then
+		# shellcheck disable=SC2086
+		start_listener $largs || { not_ok "$TAG: listener did not start"; topo_down; return 1; }
+	fi
+	QD0=$(nfq_stat queue_dropped) UD0=$(nfq_stat user_dropped) IF0=$(ct_stat insert_failed)
+	start_tracer "$BACKEND" "$@" || { not_ok "$TAG: tracer did not start"; topo_down; return 1; }
+	read -r SENT RECV < <(burst "$base")
+	sleep 1.5
+	# read the queue's counters while its listener is still bound (they vanish with it)
+	QD1=$(nfq_stat queue_dropped) UD1=$(nfq_stat user_dropped) IF1=$(ct_stat insert_failed)
+	stop_tracer || not_ok "$TAG: tracer exit status $?"
+	LOST=$((SENT - RECV)) DQD=$((QD1 - QD0)) DUD=$((UD1 - UD0)) DIF=$((IF1 - IF0))
+	check "$TAG: no confirm drops in this case (Δinsert_failed)" "$DIF" 0
+	check "$TAG: no confirm_drop events" "$(count_events confirm_drop)" 0
+	return 0
+}
+
+# 1. the listener drops everything
+if case_run "verdict drop" "0 --verdict drop" 41000; then
+	check "$TAG: all lost" "$LOST" "$FLOWS"
+	check "$TAG: verdict_drop events == lost" "$(count_events verdict_drop listener_verdict)" "$LOST"
+	check "$TAG: no queue_drop events" "$(count_events queue_drop)" 0
+	if [ "$(trace_mode)" = function ]; then
+		check "$TAG: verdict drops name queue $QUEUE" \
+			"$(events_of_type verdict_drop | jq -r 'select(.queue.num == '"$QUEUE"' and .queue.verdict == "drop") | 1' | wc -l)" "$LOST"
+	fi
+fi
+topo_down
+
+# 2. queue full: 4 slots, held 1 s, a burst of FLOWS
+if case_run "queue full" "1000 --maxlen 4" 42000; then
+	check "$TAG: lost == FLOWS - 4" "$LOST" $((FLOWS - 4))
+	check "$TAG: Δqueue_dropped == lost" "$DQD" "$LOST"
+	check "$TAG: queue_drop/queue_full events == Δqueue_dropped" "$(count_events queue_drop queue_full)" "$DQD"
+	check "$TAG: no other queue_drop causes" "$(count_events queue_drop)" "$DQD"
+fi
+topo_down
+
+# 3. listener socket overflow: smallest receive buffer, the listener does not read for 1 s
+if case_run "socket overflow" "0 --rcvbuf 1 --stall-ms 1000" 43000; then
+	[ "$DUD" -gt 0 ] && ok "$TAG: the kernel counted user_dropped ($DUD)" || not_ok "$TAG: no user_dropped, case not built"
+	check "$TAG: Δuser_dropped == lost" "$DUD" "$LOST"
+	check "$TAG: queue_drop/socket_overflow events == Δuser_dropped" "$(count_events queue_drop socket_overflow)" "$DUD"
+	check "$TAG: no other queue_drop causes" "$(count_events queue_drop)" "$DUD"
+fi
+topo_down
+
+# 4. nobody listens on the queue
+if case_run "no listener" none 44000; then
+	check "$TAG: all lost" "$LOST" "$FLOWS"
+	check "$TAG: queue_drop/no_listener events == lost" "$(count_events queue_drop no_listener)" "$LOST"
+fi
+topo_down
+
+# 5. nobody listens, but the rule says --queue-bypass: nothing is lost
+if QUEUE_OPTS=--queue-bypass case_run "no listener, bypass" none 45000; then
+	check "$TAG: nothing lost" "$LOST" 0
+	check "$TAG: no queue_drop events" "$(count_events queue_drop)" 0
+	if [ "$(trace_mode)" = function ] && has_hook enqueue_return; then
+		check "$TAG: queue_bypass events == sent" "$(count_events queue_bypass no_listener)" "$SENT"
+	fi
+fi
+topo_down
+
+# 6. filters, in the kernel: the verdict-drop case again, with filters that match and that do not
+filter_case() { # filter_case DESCRIPTION EXPECTED tracer-flags...
+	local desc=$1 want=$2; shift 2
+	if case_run "filter $desc" "0 --verdict drop" 46000 "$@"; then
+		local n; n=$(count_events verdict_drop)
+		[ "$want" = all ] && want=$LOST
+		check "$TAG: verdict_drop events" "$n" "$want"
+	fi
+	topo_down
+}
+filter_case "--port $DPORT matches" all --port $DPORT
+filter_case "--port 5999 excludes" 0 --port 5999
+filter_case "--addr 10.231.1.0/24 matches" all --addr 10.231.1.0/24
+filter_case "--addr 10.231.2.1 (NAT address, reply side) matches" all --addr 10.231.2.1
+filter_case "--addr 192.0.2.0/24 excludes" 0 --addr 192.0.2.0/24
+filter_case "--addr fd00:231:1::/64 excludes IPv4" 0 --addr fd00:231:1::/64
+filter_case "--proto udp matches" all --proto udp
+filter_case "--proto tcp excludes" 0 --proto tcp
+TRACE_NETNS=$(stat -L -c %i /proc/self/ns/net) filter_case "--netns of another namespace excludes" 0
+
+finish
