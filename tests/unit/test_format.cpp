@@ -86,11 +86,11 @@ TEST(Format, Iso8601)
 	EXPECT_EQ(iso8601_ns(1'700'000'000'123'456'789LL), "2023-11-14T22:13:20.123456789Z");
 }
 
-TEST(Format, ConfirmDropJsonSchemaV1)
+TEST(Format, ConfirmDropJsonSchemaV2)
 {
 	auto j = event_json(clash_drop(), ctx());
 	EXPECT_EQ(j["type"], "confirm_drop");
-	EXPECT_EQ(j["schema"], 1);
+	EXPECT_EQ(j["schema"], 2);
 	EXPECT_EQ(j["ts_mono_ns"], 5000000000ULL);
 	EXPECT_EQ(j["time"], "2023-11-14T22:13:25.000000000Z");
 	EXPECT_EQ(j["netns"], 4026532281u);
