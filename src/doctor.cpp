@@ -945,9 +945,16 @@ int run_doctor(bool json_output)
 	for (const auto &[cmd, family] : saves) {
 		Tool t;
 		std::string text = run_tool({cmd}, t);
+		if (t.status == "ok") {
+			try {
+				append(cmd.find("legacy") != std::string::npos ? legacy : nft_save,
+				       parse_iptables_save(text, family));
+			} catch (const std::exception &e) { // a number we could not read: say so, keep going
+				t.status = "failed";
+				t.error = std::string("cannot parse its output: ") + e.what();
+			}
+		}
 		in.tools.push_back(t);
-		if (t.status == "ok")
-			append(cmd.find("legacy") != std::string::npos ? legacy : nft_save, parse_iptables_save(text, family));
 	}
 	Tool nft_tool;
 	std::string nft_text = run_tool({"nft", "-j", "list", "ruleset"}, nft_tool);

@@ -253,3 +253,10 @@ TEST(Assess, ListenerFindings)
 	EXPECT_EQ(j["risk"]["level"], "medium");
 	EXPECT_FALSE(doctor_text(in, a).empty());
 }
+
+TEST(IptablesSave, MalformedNumberThrows)
+{
+	// run_doctor turns this into a failed tool instead of dying.
+	EXPECT_THROW(parse_iptables_save("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j NFQUEUE --queue-num x\nCOMMIT\n", "ip"),
+		     std::exception);
+}
