@@ -20,6 +20,8 @@ if [ "$(id -u)" = 0 ]; then
 		timeout 900 env CTCT_BUILD="$build" bash "$root/tests/e2e/confirm_drop.sh" tracepoint 3 20
 	suite "host kernel: resolved clashes, auto backend" \
 		timeout 300 env CTCT_BUILD="$build" bash "$root/tests/e2e/clash_resolved.sh" auto 20
+	suite "host kernel: doctor" \
+		timeout 120 env CTCT_BUILD="$build" bash "$root/tests/e2e/doctor.sh"
 	suite "host kernel: selftest, auto backend" \
 		timeout 300 env CTCT_BUILD="$build" bash "$root/tests/e2e/selftest.sh" auto 3
 	# Debian's own kernels under qemu: fentry, kprobe and tracepoint on 6.1 (nf_reinject era) and 6.12.

@@ -11,6 +11,7 @@
 #include "backend.hpp"
 #include "btf_names.hpp"
 #include "cli_util.hpp"
+#include "doctor.hpp"
 #include "format.hpp"
 #include "kernel_text.hpp"
 #include "accounting.hpp"
@@ -520,6 +521,11 @@ int main(int argc, char **argv)
 	auto *features = app.add_subcommand("features", "Report which hooks and backends work on this kernel, and why not");
 	features->add_flag("--json", features_json_flag, "One JSON object");
 
+	bool doctor_json_flag = false;
+	auto *doctor = app.add_subcommand("doctor", "Read-only check of this network namespace: NFQUEUE rules, listeners, "
+						    "kernel mitigations and the risk of confirm drops (no BPF needed)");
+	doctor->add_flag("--json", doctor_json_flag, "One JSON object");
+
 	SelftestArgs sa;
 	auto *selftest = app.add_subcommand(
 		"selftest", "Build a collision scenario in private network namespaces, send a burst, and check that "
@@ -559,7 +565,8 @@ int main(int argc, char **argv)
 		   "  ctconfirm-trace --addr 10.0.0.0/8 --port 53 --proto udp   only DNS flows of 10/8\n"
 		   "  ctconfirm-trace verify -d 60s        after a fix: exit 0 only if no drop in a minute\n"
 		   "  ctconfirm-trace features             what this kernel allows, hook by hook\n"
-		   "  ctconfirm-trace selftest             prove it on this kernel: lose packets on purpose, compare");
+		   "  ctconfirm-trace selftest             prove it on this kernel: lose packets on purpose, compare\n"
+		   "  ctconfirm-trace doctor               is this host at risk? rules, listeners, kernel, fixes");
 	try {
 		app.parse(argc, argv);
 	} catch (const CLI::ParseError &e) {
@@ -572,6 +579,8 @@ int main(int argc, char **argv)
 		return run_features(features_json_flag);
 	if (*selftest)
 		return run_selftest_cmd(sa);
+	if (*doctor)
+		return run_doctor(doctor_json_flag);
 	if (*verify) {
 		va.stats_interval = "0";
 		return Session(va, true).run();

@@ -30,6 +30,8 @@ auto_is_fentry() {
 }
 
 suite "features: auto picks fentry for the confirm and queue hooks" auto_is_fentry
+# doctor needs no BPF, so once per kernel rather than per backend.
+suite "doctor: rules, placement, risk, listener" bash "$here/e2e/doctor.sh"
 for backend in fentry kprobe tracepoint; do
 	suite "$backend: confirm drops" bash "$here/e2e/confirm_drop.sh" "$backend" "$RUNS" "$PAIRS"
 	suite "$backend: resolved clashes" bash "$here/e2e/clash_resolved.sh" "$backend" "$PAIRS"
