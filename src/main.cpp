@@ -88,7 +88,7 @@ struct TraceArgs {
 	std::string stats_interval = "10s";
 	std::string group;
 	// verify
-	uint64_t max_drops = 0;
+	std::string max_drops = "0";
 };
 
 int run_features(bool json)
@@ -206,8 +206,10 @@ private:
 	std::map<std::string, uint64_t> interval_events_;
 	CountersByNetns counters_start_, counters_prev_;
 	std::unique_ptr<Tracer> tracer_;
+	std::map<uint64_t, std::vector<SocketOwner>> owners_; // socket inode -> processes, scanned once per socket
 
 	void on_event(ctct_event e);
+	nlohmann::json listener_json(const NetnsCounters &c, const QueueStat &q);
 	std::map<uint32_t, std::string> watched_netns();
 	void classify_queue_drop(ctct_event &e);
 	nlohmann::json stats_record(const CountersByNetns &now, double interval_s);
@@ -264,6 +266,23 @@ void Session::on_event(ctct_event e)
 		std::cout << event_text(e, ctx_) << '\n';
 }
 
+// The process behind a queue: portid -> netlink socket -> /proc/*/fd. The fd scan is done once per socket.
+nlohmann::json Session::listener_json(const NetnsCounters &c, const QueueStat &q)
+{
+	auto sock = find_netlink_socket(c.netlink, kNetlinkNetfilter, q.portid);
+	if (!sock)
+		return nullptr;
+	if (!owners_.count(sock->inode)) {
+		auto found = scan_socket_owners({sock->inode});
+		owners_[sock->inode] = found[sock->inode];
+	}
+	nlohmann::json procs = nlohmann::json::array();
+	for (const auto &o : owners_[sock->inode])
+		procs.push_back({{"pid", o.pid}, {"comm", o.comm}});
+	return {{"socket_inode", sock->inode}, {"rmem_bytes", sock->rmem_bytes}, {"socket_drops", sock->drops},
+		{"processes", procs}};
+}
+
 nlohmann::json Session::stats_record(const CountersByNetns &now, double interval_s)
 {
 	nlohmann::json j = {{"type", "stats"}, {"schema", CTCT_SCHEMA_VERSION}, {"time", iso8601_ns(monotonic_ns() + ctx_.realtime_offset_ns)},
@@ -306,7 +325,8 @@ nlohmann::json Session::stats_record(const CountersByNetns &now, double interval
 				      {"copy_mode", q.copy_mode}, {"copy_range", q.copy_range},
 				      {"queue_dropped_delta", q.queue_dropped - (b ? b->queue_dropped : 0)},
 				      {"user_dropped_delta", q.user_dropped - (b ? b->user_dropped : 0)},
-				      {"id_sequence_delta", q.id_sequence - (b ? b->id_sequence : 0)}});
+				      {"id_sequence_delta", q.id_sequence - (b ? b->id_sequence : 0)},
+				      {"listener", listener_json(c, q)}});
 			interesting = true;
 		}
 		n["queues"] = qs;
@@ -331,6 +351,12 @@ int Session::run()
 	}
 	if (verify_ && !duration_ns)
 		die(kExitUsage, "verify needs --duration, e.g. --duration 60s");
+	uint64_t max_drops = 0;
+	try {
+		max_drops = parse_uint("--max-drops", a_.max_drops, 0xffffffffu);
+	} catch (const std::exception &e) {
+		die(kExitUsage, e.what());
+	}
 	if (!a_.group.empty() && a_.group != "flow")
 		die(kExitUsage, "invalid --group '" + a_.group + "': the only grouping is 'flow'");
 	if (a_.ringbuf_kb < 4 || (a_.ringbuf_kb & (a_.ringbuf_kb - 1)))
@@ -471,7 +497,7 @@ int Session::run()
 		for (int i = 0; i < CTCT_CNT_MAX; i++)
 			if (counter_is_loss(i))
 				losses[names[i]] = last[i];
-		VerifyOutcome v = evaluate_verify(w, seen_, losses, a_.max_drops, elapsed_s);
+		VerifyOutcome v = evaluate_verify(w, seen_, losses, max_drops, elapsed_s);
 		if (a_.json)
 			emit(summary_.to_json());
 		std::cout << v.verdict << std::endl;

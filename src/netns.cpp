@@ -59,7 +59,8 @@ NetnsCounters read_counters(const std::string &ns_path)
 {
 	NetnsCounters c;
 	auto texts = read_in_netns(ns_path, {"/proc/thread-self/net/stat/nf_conntrack",
-					     "/proc/thread-self/net/netfilter/nfnetlink_queue"});
+					     "/proc/thread-self/net/netfilter/nfnetlink_queue",
+					     "/proc/thread-self/net/netlink"});
 	if (texts[0]) {
 		try {
 			c.conntrack = parse_conntrack_stat(*texts[0]).totals();
@@ -71,6 +72,12 @@ NetnsCounters read_counters(const std::string &ns_path)
 		try {
 			c.queues = parse_nfqueue(*texts[1]);
 			c.has_nfqueue = true;
+		} catch (const std::exception &) {
+		}
+	}
+	if (texts[2] && !c.queues.empty()) {
+		try {
+			c.netlink = parse_proc_net_netlink(*texts[2]);
 		} catch (const std::exception &) {
 		}
 	}

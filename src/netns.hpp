@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 #include "kernel_text.hpp"
+#include "listeners.hpp"
 
 namespace ctct {
 
@@ -23,6 +24,7 @@ struct NetnsCounters {
 	std::map<std::string, uint64_t> conntrack; // /proc/net/stat/nf_conntrack totals over CPUs
 	bool has_nfqueue = false;
 	std::vector<QueueStat> queues;             // /proc/net/netfilter/nfnetlink_queue
+	std::vector<NetlinkSocket> netlink;        // /proc/net/netlink: the listeners' sockets
 };
 using CountersByNetns = std::map<uint32_t, NetnsCounters>;
 
