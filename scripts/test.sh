@@ -20,6 +20,10 @@ if [ "$(id -u)" = 0 ]; then
 		timeout 900 env CTCT_BUILD="$build" bash "$root/tests/e2e/confirm_drop.sh" tracepoint 3 20
 	suite "host kernel: resolved clashes, auto backend" \
 		timeout 300 env CTCT_BUILD="$build" bash "$root/tests/e2e/clash_resolved.sh" auto 20
+	suite "host kernel: queue losses (verdict, full, overflow, no listener, bypass) and filters" \
+		timeout 600 env CTCT_BUILD="$build" bash "$root/tests/e2e/queue_losses.sh" auto 20
+	suite "host kernel: verify exit codes, stats, --group flow" \
+		timeout 300 env CTCT_BUILD="$build" bash "$root/tests/e2e/verify.sh" auto 5
 	suite "host kernel: doctor" \
 		timeout 120 env CTCT_BUILD="$build" bash "$root/tests/e2e/doctor.sh"
 	suite "host kernel: selftest, auto backend" \

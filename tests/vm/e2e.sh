@@ -36,6 +36,10 @@ for backend in fentry kprobe tracepoint; do
 	suite "$backend: confirm drops" bash "$here/e2e/confirm_drop.sh" "$backend" "$RUNS" "$PAIRS"
 	suite "$backend: resolved clashes" bash "$here/e2e/clash_resolved.sh" "$backend" "$PAIRS"
 	suite "$backend: selftest" bash "$here/e2e/selftest.sh" "$backend" 1
+	# the filters are one BPF function whatever the attach type: test them once per kernel
+	suite "$backend: queue losses" env FILTERS=$([ $backend = fentry ] && echo 1 || echo 0) \
+		bash "$here/e2e/queue_losses.sh" "$backend" "$PAIRS"
 done
+suite "fentry: verify, stats, --group flow" bash "$here/e2e/verify.sh" fentry 5
 echo "$(uname -r): $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
