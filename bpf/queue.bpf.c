@@ -39,28 +39,16 @@ static __always_inline int handle_enqueue(struct nf_queue_entry *entry, __u32 qu
 	return 0;
 }
 
-static __always_inline __u32 enqueue_cause(int ret, struct sk_buff *skb)
+/* -ESRCH is a missing listener. -ENOBUFS is ambiguous: __nfqnl_enqueue_packet returns it for a full
+ * queue (queue_dropped++), a full listener socket (user_dropped++) and a refused shared unconfirmed
+ * conntrack (nf_ct_drop_unconfirmed, no counter); the loader tells them apart by the queue's counters. */
+static __always_inline __u32 enqueue_cause(int ret)
 {
-	struct nf_conn *ct;
-	unsigned long status;
-
 	if (ret == -CTCT_ESRCH)
 		return CTCT_CAUSE_NO_LISTENER;
-	if (ret == -CTCT_ENOSPC)
-		return CTCT_CAUSE_QUEUE_FULL;
-	if (ret != -CTCT_ENOBUFS)
-		return CTCT_CAUSE_ENQUEUE_ERROR;
-	/* -ENOBUFS is also what __nfqnl_enqueue_packet returns when nf_ct_drop_unconfirmed() refuses a
-	 * packet whose unconfirmed conntrack is dying or shared with a clone (bridge, multicast routing):
-	 * test the same condition. */
-	ct = skb_conn(skb, NULL);
-	if (ct) {
-		status = BPF_CORE_READ(ct, status);
-		if (!(status & CTCT_IPS_CONFIRMED) &&
-		    ((status & CTCT_IPS_DYING) || BPF_CORE_READ(ct, ct_general.use.refs.counter) > 1))
-			return CTCT_CAUSE_UNCONFIRMED_SHARED;
-	}
-	return CTCT_CAUSE_SOCKET_OVERFLOW;
+	if (ret == -CTCT_ENOBUFS || ret == -CTCT_ENOSPC)
+		return CTCT_CAUSE_UNKNOWN;
+	return CTCT_CAUSE_ENQUEUE_ERROR;
 }
 
 static __always_inline int handle_enqueue_exit(int ret)
@@ -83,7 +71,7 @@ static __always_inline int handle_enqueue_exit(int ret)
 	skb = (struct sk_buff *)rec->skb;
 	w->skb = rec->skb;
 	e->type = CTCT_EV_QUEUE_DROP;
-	e->cause = enqueue_cause(ret, skb);
+	e->cause = enqueue_cause(ret);
 	e->source = CTCT_SRC_QUEUE_HOOK;
 	e->ts_ns = bpf_ktime_get_ns();
 	e->cpu = bpf_get_smp_processor_id();

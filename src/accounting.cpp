@@ -35,7 +35,7 @@ bool QueueDropClassifier::has_credit(uint32_t netns) const
 	return false;
 }
 
-QueueDropClassifier::Result QueueDropClassifier::classify(uint32_t netns)
+QueueDropClassifier::Result QueueDropClassifier::classify(uint32_t netns, uint32_t uncounted)
 {
 	Result r;
 	if (!has_baseline(netns))
@@ -50,8 +50,8 @@ QueueDropClassifier::Result QueueDropClassifier::classify(uint32_t netns)
 			c.socket_overflow--;
 			return {CTCT_CAUSE_SOCKET_OVERFLOW, q};
 		}
-	// nothing counted it: no listener was bound to the queue
-	r.cause = CTCT_CAUSE_NO_LISTENER;
+	// nothing counted it
+	r.cause = uncounted;
 	return r;
 }
 

@@ -26,7 +26,9 @@ public:
 	void observe(uint32_t netns, const std::vector<QueueStat> &now);
 	bool has_baseline(uint32_t netns) const { return last_.count(netns) != 0; }
 	bool has_credit(uint32_t netns) const;
-	Result classify(uint32_t netns);
+	// `uncounted`: the cause when no counter grew (no_listener in tracepoint mode; with the queue hooks,
+	// where a missing listener has its own errno, a refused shared unconfirmed conntrack).
+	Result classify(uint32_t netns, uint32_t uncounted = CTCT_CAUSE_NO_LISTENER);
 
 private:
 	struct Credit {

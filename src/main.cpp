@@ -236,9 +236,10 @@ void Session::classify_queue_drop(ctct_event &e)
 		if (it != netns_paths_.end())
 			classifier_.observe(e.netns_ino, read_counters(it->second).queues);
 	}
-	auto r = classifier_.classify(e.netns_ino);
+	bool hooked = e.source == CTCT_SRC_QUEUE_HOOK;
+	auto r = classifier_.classify(e.netns_ino, hooked ? CTCT_CAUSE_UNCONFIRMED_SHARED : CTCT_CAUSE_NO_LISTENER);
 	e.cause = r.cause;
-	if (r.queue) {
+	if (r.queue && !hooked) {
 		e.loser_queue.queue_num = *r.queue;
 		e.flags |= CTCT_F_LOSER_QUEUED;
 	}
@@ -246,7 +247,8 @@ void Session::classify_queue_drop(ctct_event &e)
 
 void Session::on_event(ctct_event e)
 {
-	if (e.type == CTCT_EV_QUEUE_DROP && e.source == CTCT_SRC_FREE_LOCATION)
+	// the kernel path does not say which limit refused the packet; the queue's counters do
+	if (e.type == CTCT_EV_QUEUE_DROP && e.cause == CTCT_CAUSE_UNKNOWN)
 		classify_queue_drop(e);
 	summary_.add(e);
 	std::string type = event_type_name(e.type);
@@ -386,9 +388,8 @@ int Session::run()
 	counters_start_ = snapshot_counters(watched.empty() ? std::map<uint32_t, std::string>{{0, "/nonexistent"}} : watched);
 	counters_start_.erase(0);
 	counters_prev_ = counters_start_;
-	if (plan_.detect_at_free)
-		for (const auto &[ns, c] : counters_start_)
-			classifier_.observe(ns, c.queues);
+	for (const auto &[ns, c] : counters_start_)
+		classifier_.observe(ns, c.queues);
 	try {
 		tracer_ = std::make_unique<Tracer>(plan_, opts, [&](const ctct_event &e) { on_event(e); });
 	} catch (const std::exception &e) {
