@@ -385,8 +385,10 @@ int Session::run()
 	set_text_ranges(opts, ksyms_);
 	// The kernel's counters at the start: the baseline of stats, verify and queue-drop classes.
 	auto watched = watched_netns();
-	counters_start_ = snapshot_counters(watched.empty() ? std::map<uint32_t, std::string>{{0, "/nonexistent"}} : watched);
-	counters_start_.erase(0);
+	if (a_.netns && watched.empty())
+		fprintf(stderr, "note: netns %u has no process or /run/netns name to enter: its kernel counters cannot "
+				"be read (events are still traced; stats and verify cannot compare)\n", a_.netns);
+	counters_start_ = snapshot_counters(watched);
 	counters_prev_ = counters_start_;
 	for (const auto &[ns, c] : counters_start_)
 		classifier_.observe(ns, c.queues);

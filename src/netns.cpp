@@ -87,7 +87,7 @@ NetnsCounters read_counters(const std::string &ns_path)
 CountersByNetns snapshot_counters(const std::map<uint32_t, std::string> &which)
 {
 	CountersByNetns out;
-	for (const auto &[ino, path] : which.empty() ? list_netns() : which)
+	for (const auto &[ino, path] : which)
 		out[ino] = read_counters(path);
 	return out;
 }

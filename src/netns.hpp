@@ -29,7 +29,7 @@ struct NetnsCounters {
 using CountersByNetns = std::map<uint32_t, NetnsCounters>;
 
 NetnsCounters read_counters(const std::string &ns_path);
-// Every netns in `which` (or all reachable ones when empty).
+// Every netns in `which` (list_netns() for all reachable ones).
 CountersByNetns snapshot_counters(const std::map<uint32_t, std::string> &which);
 
 } // namespace ctct

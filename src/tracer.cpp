@@ -5,18 +5,15 @@
 #include <bpf/libbpf.h>
 #include <cerrno>
 #include <cstring>
-#include <dirent.h>
 #include <fcntl.h>
-#include <sched.h>
-#include <set>
 #include <stdexcept>
 #include <sys/stat.h>
-#include <thread>
 #include <time.h>
 #include <unistd.h>
 
 #include "ctct.skel.h"
 #include "kernel_text.hpp"
+#include "netns.hpp"
 
 namespace ctct {
 
@@ -233,70 +230,33 @@ void Tracer::sweep_pending(uint64_t now_ns, uint64_t age_ns)
 	sweep_map<EnqueuingRec>(
 		bpf_map__fd(skel_->maps.enqueuing), [&](const EnqueuingRec &r) { return r.start_ns + 10 * 1000000000ULL < now_ns; },
 		[&](EnqueuingRec &) { aged_["enqueue_records_aged"]++; });
-	sweep_map<ctct_queue>(
-		bpf_map__fd(skel_->maps.queued), [&](const ctct_queue &q) { return q.enqueue_ns + kQueueRecordMaxAgeNs < now_ns; },
-		[&](ctct_queue &) { aged_["queue_records_aged"]++; });
-
-	int fd = bpf_map__fd(skel_->maps.pending);
-	uint64_t key, next;
-	std::vector<uint64_t> stale;
-	ctct_event e;
-	void *prev = nullptr;
-	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-		if (bpf_map_lookup_elem(fd, &next, &e) == 0 && e.ts_ns + age_ns < now_ns)
-			stale.push_back(next);
-		key = next;
-		prev = &key;
+	// The queue records are the biggest map (16k): walk it every 10 s, not every second.
+	if (now_ns - last_queue_sweep_ns_ >= 10 * 1000000000ULL || age_ns == 0) {
+		last_queue_sweep_ns_ = now_ns;
+		sweep_map<ctct_queue>(
+			bpf_map__fd(skel_->maps.queued),
+			[&](const ctct_queue &q) { return q.enqueue_ns + kQueueRecordMaxAgeNs < now_ns; },
+			[&](ctct_queue &) { aged_["queue_records_aged"]++; });
 	}
-	for (uint64_t k : stale) {
-		// Whoever deletes it owns it: kfree_skb may have emitted it meanwhile.
-		if (bpf_map_lookup_elem(fd, &k, &e) == 0 && bpf_map_delete_elem(fd, &k) == 0)
-			on_event_(e);
-	}
+	sweep_map<ctct_event>(
+		bpf_map__fd(skel_->maps.pending), [&](const ctct_event &e) { return e.ts_ns + age_ns < now_ns; },
+		[&](ctct_event &e) { on_event_(e); });
 }
 
 size_t Tracer::seed_baselines()
 {
-	// Every netns we can name: our own, those of all processes, and iproute2's bind mounts.
-	std::set<std::string> paths = {"/proc/self/ns/net"};
-	if (DIR *d = opendir("/proc")) {
-		while (struct dirent *de = readdir(d))
-			if (de->d_name[0] >= '1' && de->d_name[0] <= '9')
-				paths.insert(std::string("/proc/") + de->d_name + "/ns/net");
-		closedir(d);
-	}
-	if (DIR *d = opendir("/run/netns")) {
-		while (struct dirent *de = readdir(d))
-			if (de->d_name[0] != '.')
-				paths.insert(std::string("/run/netns/") + de->d_name);
-		closedir(d);
-	}
-	std::set<ino_t> seen;
 	int map_fd = bpf_map__fd(skel_->maps.baselines);
 	size_t seeded = 0;
-	for (const auto &p : paths) {
-		struct stat st;
-		if (stat(p.c_str(), &st) || !seen.insert(st.st_ino).second)
-			continue;
-		int fd = open(p.c_str(), O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		// setns() moves only the calling thread, so read the counters from a short-lived thread.
-		std::thread t([&] {
-			if (setns(fd, CLONE_NEWNET))
-				return;
-			try {
-				auto stat = parse_conntrack_stat(read_file("/proc/thread-self/net/stat/nf_conntrack"));
-				uint32_t key = (uint32_t)st.st_ino;
-				uint32_t v = (uint32_t)stat.totals()["insert_failed"]; // the kernel counter is 32-bit per CPU
-				if (bpf_map_update_elem(map_fd, &key, &v, BPF_ANY) == 0)
-					seeded++;
-			} catch (const std::exception &) {
-				// netns without conntrack loaded: nothing to seed, a later drop there starts from zero
-			}
-		});
-		t.join();
-		close(fd);
+	for (const auto &[ino, path] : list_netns()) {
+		auto text = read_in_netns(path, {"/proc/thread-self/net/stat/nf_conntrack"})[0];
+		if (!text)
+			continue; // netns without conntrack loaded: a later drop there starts from zero
+		try {
+			uint32_t v = (uint32_t)parse_conntrack_stat(*text).totals()["insert_failed"]; // 32-bit per CPU
+			if (bpf_map_update_elem(map_fd, &ino, &v, BPF_ANY) == 0)
+				seeded++;
+		} catch (const std::exception &) {
+		}
 	}
 	return seeded;
 }

@@ -69,6 +69,7 @@ private:
 	RingPtr ring_;
 	EventFn on_event_;
 	size_t seeded_ = 0;
+	uint64_t last_queue_sweep_ns_ = 0;
 	std::map<std::string, uint64_t> aged_ = {{"queue_records_aged", 0}, {"enqueue_records_aged", 0}};
 	static int ring_cb(void *ctx, void *data, size_t size);
 };
