@@ -19,7 +19,9 @@ SECS=${3:-3}
 CASES=${4:-"established flows drops"}
 BENCH=${BENCH:-$CTCT_BUILD/bench}
 stats0=$(sysctl -n kernel.bpf_stats_enabled)
-trap 'sysctl -qw kernel.bpf_stats_enabled=$stats0; cleanup' EXIT INT TERM
+# The counters are mmap'd files: on tmpfs, since a VM's results share (9p) refuses shared mappings.
+CNT=$(mktemp -d /run/ctct-bench.XXXXXX)
+trap 'sysctl -qw kernel.bpf_stats_enabled=$stats0; cleanup; rm -rf "$CNT"' EXIT INT TERM
 
 counter() { od -An -tu8 "$1" 2>/dev/null | tr -d ' ' || echo 0; }
 
@@ -38,22 +40,22 @@ setup() {
 	# new flows every packet: keep the table small (entries that never see a reply live 2 s)
 	in_ns "$RTR" sysctl -qw net.netfilter.nf_conntrack_udp_timeout=2 net.netfilter.nf_conntrack_udp_timeout_stream=2
 	rm -f "$WORK/nfq.ready"
-	in_ns "$RTR" "$BENCH/nfq_accept" --queue "$QUEUE" --count-file "$WORK/nfq.count" \
+	in_ns "$RTR" "$BENCH/nfq_accept" --queue "$QUEUE" --count-file "$CNT/nfq.count" \
 		--ready-file "$WORK/nfq.ready" >"$WORK/nfq.out" 2>"$WORK/nfq.log" &
 	LISTENER_PID=$!
 	wait_for_file "$WORK/nfq.ready" || { echo "nfq_accept did not start: $(cat "$WORK/nfq.log")" >&2; return 1; }
-	in_ns "$SRV" "$BENCH/udp_flood" recv 10.231.2.2 $DPORT "$WORK/srv.count" >"$WORK/srv.out" 2>&1 &
+	in_ns "$SRV" "$BENCH/udp_flood" recv 10.231.2.2 $DPORT "$CNT/srv.count" >"$WORK/srv.out" 2>&1 &
 	SRV_PID=$!
-	wait_for_file "$WORK/srv.count" || return 1
+	wait_for_file "$CNT/srv.count" || return 1
 }
 
 # One measurement window: prints "pps_received pps_sent".
 window() {
 	local kind=$1 r0 r1 sent
-	r0=$(counter "$WORK/nfq.count")
+	r0=$(counter "$CNT/nfq.count")
 	read -r sent _ < <(in_ns "$CLI" "$BENCH/udp_flood" send 10.231.2.2 $DPORT "$SECS" "$kind")
 	sleep 0.3 # let the queue drain
-	r1=$(counter "$WORK/nfq.count")
+	r1=$(counter "$CNT/nfq.count")
 	echo "$(((r1 - r0) / SECS)) $((sent / SECS))"
 }
 

@@ -3,6 +3,8 @@
 //     for SECONDS. `one`: one 5-tuple (10.231.1.2:40000), so conntrack confirms it once and the rest is
 //     established traffic. `flows`: every packet a new 5-tuple (source address SRC_PREFIX.10-.249 x
 //     source port 1024-65535, rotating), so conntrack creates and confirms an entry per packet.
+//     `pairs`: colliding pairs for tests/e2e/flood.sh: SRC_PREFIX.2:p and SRC_PREFIX.3:p to DST:d, back to
+//     back, for p in 1024-65535 and d in DPORT..DPORT+99, so behind MASQUERADE both become rtr:p -> DST:d.
 //     A raw socket is the cheap way to vary the source per packet from one process.
 //   recv ADDR PORT COUNT_FILE: count datagrams (recvmmsg) into an mmap'd 8-byte counter until killed.
 #define _GNU_SOURCE /* sendmmsg, recvmmsg */
@@ -39,7 +41,7 @@ static double now_s(void)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: udp_flood send DST DPORT SECONDS flows|one [SRC_PREFIX]\n"
+	fprintf(stderr, "usage: udp_flood send DST DPORT SECONDS flows|one|pairs [SRC_PREFIX]\n"
 			"       udp_flood recv ADDR PORT COUNT_FILE\n");
 	exit(2);
 }
@@ -49,7 +51,8 @@ static int do_send(int argc, char **argv)
 	if (argc < 6)
 		usage();
 	const char *prefix = argc > 6 ? argv[6] : "10.231.1";
-	int flows = !strcmp(argv[5], "flows");
+	int flows = !strcmp(argv[5], "flows"), pairs = !strcmp(argv[5], "pairs");
+	uint16_t dport0 = (uint16_t)atoi(argv[3]), dport_off = 0;
 	double secs = atof(argv[4]);
 	struct sockaddr_in dst = {.sin_family = AF_INET};
 	if (inet_pton(AF_INET, argv[2], &dst.sin_addr) != 1)
@@ -98,6 +101,17 @@ static int do_send(int argc, char **argv)
 						port = 1024;
 						if (++host > 249)
 							host = 10;
+					}
+				}
+			if (pairs)
+				for (int i = 0; i < BATCH; i += 2) {
+					pkts[i].ip.saddr = htonl(ntohl(base) + 2);
+					pkts[i + 1].ip.saddr = htonl(ntohl(base) + 3);
+					pkts[i].udp.source = pkts[i + 1].udp.source = htons((uint16_t)port);
+					pkts[i].udp.dest = pkts[i + 1].udp.dest = htons(dport0 + dport_off);
+					if (++port > 65535) {
+						port = 1024;
+						dport_off = (dport_off + 1) % 100;
 					}
 				}
 			int n = sendmmsg(fd, msgs, BATCH, 0);

@@ -232,7 +232,8 @@ int run_trace(const TraceArgs &a)
 			if (i != CTCT_CNT_EVENTS)
 				summary.losses[names[i]] = now[i];
 		if (changed && !final) {
-			nlohmann::json j = {{"type", "loss"}, {"schema", CTCT_SCHEMA_VERSION}, {"counters", summary.losses}};
+			nlohmann::json j = {{"type", "loss"}, {"schema", CTCT_SCHEMA_VERSION}, {"counters", summary.losses},
+					    {"ringbuf_full_per_cpu", tracer->counter_per_cpu(CTCT_CNT_RINGBUF_FULL)}};
 			if (a.json)
 				std::cout << j.dump() << std::endl;
 			else
@@ -261,8 +262,11 @@ int run_trace(const TraceArgs &a)
 	tracer->sweep_pending(monotonic_ns(), 0);
 	report_losses(false);
 	report_losses(true);
-	if (a.json)
-		std::cout << summary.to_json().dump() << std::endl;
+	if (a.json) {
+		nlohmann::json j = summary.to_json();
+		j["losses_per_cpu"]["ringbuf_full"] = tracer->counter_per_cpu(CTCT_CNT_RINGBUF_FULL);
+		std::cout << j.dump() << std::endl;
+	}
 	else
 		std::cout << summary.to_text() << std::endl;
 	return kExitOk;

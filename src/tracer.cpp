@@ -2,6 +2,7 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <dirent.h>
@@ -165,6 +166,15 @@ std::vector<uint64_t> Tracer::counters() const
 			sums[i] += v;
 	}
 	return sums;
+}
+
+std::vector<uint64_t> Tracer::counter_per_cpu(uint32_t idx) const
+{
+	int ncpu = libbpf_num_possible_cpus();
+	std::vector<uint64_t> vals(ncpu > 0 ? ncpu : 1, 0);
+	if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.counters), &idx, vals.data()))
+		std::fill(vals.begin(), vals.end(), 0);
+	return vals;
 }
 
 void Tracer::sweep_pending(uint64_t now_ns, uint64_t age_ns)

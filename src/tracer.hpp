@@ -40,6 +40,8 @@ public:
 	int poll(int timeout_ms);
 	// Summed per-CPU counters, indexed by enum ctct_counter.
 	std::vector<uint64_t> counters() const;
+	// One counter per possible CPU (index = CPU number), e.g. where ring-buffer reservations failed.
+	std::vector<uint64_t> counter_per_cpu(uint32_t idx) const;
 	// confirm_drop events whose skb was never seen in kfree_skb within `age_ns`: emit and forget them.
 	void sweep_pending(uint64_t now_ns, uint64_t age_ns);
 	// Tracepoint mode: write this CPU's current insert_failed for every netns we can enter.

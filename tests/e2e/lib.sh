@@ -177,11 +177,11 @@ flow_traffic() {
 	for i in $(seq 0 $(($2 - 1))); do echo "$A $(($3 + i))"; done | send_traffic "$1" "$4"
 }
 
-start_tracer() { # start_tracer BACKEND: JSON lines to $WORK/trace.json, only the router's netns
+start_tracer() { # start_tracer BACKEND [TRACER FLAGS]: JSON lines to $WORK/trace.json, only the router's netns
 	# The background child truncates the file only when it gets to run; remove it here so the wait
 	# below cannot see the previous run's start line (it did: drops were sent before the attach).
 	rm -f "$WORK/trace.json" "$WORK/trace.err"
-	"$TRACER" --json --backend "$1" --netns "$(netns_inode "$RTR")" >"$WORK/trace.json" 2>"$WORK/trace.err" &
+	"$TRACER" --json --backend "$1" --netns "$(netns_inode "$RTR")" "${@:2}" >"$WORK/trace.json" 2>"$WORK/trace.err" &
 	TRACER_PID=$!
 	local i
 	for i in $(seq 300); do
