@@ -8,7 +8,8 @@
 #                the only hook of tracepoint mode, so this is where that mode costs anything.
 # Throughput is what the listener verdicted (packets/s; without drops the server received the same). While the tracer is on, kernel.bpf_stats_enabled
 # is 1 and the run count and run time of each of the tracer's programs is read from bpftool (restored after).
-# No NAT here (each new flow would also cost a port search); the queue sits at postrouting as in the tests.
+# No NAT here (each new flow would also cost a port search), but conntrack is on; the queue sits at
+# postrouting as in the tests.
 # usage: bench/datapath.sh BACKEND [ROUNDS] [SECONDS] [CASES]   (root; also inside scripts/vm/run.sh)
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -36,7 +37,9 @@ prog_stats() {
 
 setup() {
 	topo_up && queue_after_nat || return 1
+	# Conntrack runs in a netns only once a rule needs it; this one does, at no cost beyond conntrack itself.
 	in_ns "$RTR" nft delete table inet ctct_nat
+	in_ns "$RTR" nft add table inet ctct_ct '{ chain pre { type filter hook prerouting priority 0; ct state invalid counter; }; }'
 	# new flows every packet: keep the table small (entries that never see a reply live 2 s)
 	in_ns "$RTR" sysctl -qw net.netfilter.nf_conntrack_udp_timeout=2 net.netfilter.nf_conntrack_udp_timeout_stream=2
 	rm -f "$WORK/nfq.ready"
