@@ -92,8 +92,11 @@ for kind_case in $CASES; do
 	in_ns "$RTR" nft delete table inet ctct_drop 2>/dev/null
 done
 echo "# ratio = received pps with tracer / without, per round (mean, min, max over rounds)"
-awk '
+echo "# bpf ns/pkt: the tracer's programs' run time per packet verdicted while on; cpu budget/pkt: ncpu s / off pps;"
+echo "# their quotient is the share of the machine the hooks take (robust where pps is noisy, e.g. under TCG)"
+awk -v secs="$SECS" -v ncpu="$(nproc)" '
 	$1 == "run" { pps[$2, $3, $4] = $5; cases[$2] = 1; if ($3 > n) n = $3 }
+	$1 == "prog" { bpfns[$2] += $5 }
 	$1 == "prog" { cnt[$2, $3] += $4; ns[$2, $3] += $5; progs[$2, $3] = 1 }
 	END {
 		for (c in cases) {
@@ -102,7 +105,9 @@ awk '
 				x = pps[c, r, "on"] / pps[c, r, "off"]; s += x; off += pps[c, r, "off"]; on += pps[c, r, "on"]
 				if (x < lo) lo = x; if (x > hi) hi = x
 			}
-			printf "datapath %-11s off %8.0f pps  on %8.0f pps  ratio %.3f (min %.3f, max %.3f)\n", c, off / n, on / n, s / n, lo, hi
+			printf "datapath %-11s off %8.0f pps  on %8.0f pps  ratio %.3f (min %.3f, max %.3f)", c, off / n, on / n, s / n, lo, hi
+			ppkt = on ? bpfns[c] / (on * secs) : 0; budget = off ? ncpu * 1e9 / (off / n) : 0
+			printf "  bpf ns/pkt %.0f of %.0f budget = %.1f%%\n", ppkt, budget, budget ? 100 * ppkt / budget : 0
 		}
 		for (k in progs) {
 			split(k, p, SUBSEP)
