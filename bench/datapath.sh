@@ -111,6 +111,6 @@ awk -v secs="$SECS" -v ncpu="$(nproc)" '
 		}
 		for (k in progs) {
 			split(k, p, SUBSEP)
-			printf "prog %-11s %-24s run_cnt %10d run_time_ns %12d avg_ns %6.0f\n", p[1], p[2], cnt[k], ns[k], cnt[k] ? ns[k] / cnt[k] : 0
+			printf "prog %-11s %-24s run_cnt %10.0f run_time_ns %14.0f avg_ns %6.0f\n", p[1], p[2], cnt[k], ns[k], cnt[k] ? ns[k] / cnt[k] : 0
 		}
 	}' "$WORK/results"
