@@ -7,9 +7,16 @@
 static __always_inline int handle_enqueue(struct nf_queue_entry *entry, __u32 queuenum)
 {
 	struct ctct_queue q = {};
-	__u64 skb = (__u64)BPF_CORE_READ(entry, skb);
+	struct sk_buff *skbp = BPF_CORE_READ(entry, skb);
+	__u64 skb = (__u64)skbp;
+	struct nf_conn *ct;
 
 	if (targ_netns && BPF_CORE_READ(entry, state.net, ns.inum) != targ_netns)
+		return 0;
+	/* A conntrack already confirmed stays so: its packet can never meet __nf_conntrack_confirm, so
+	 * established traffic costs two reads here instead of an LRU update (and a delete at reinject). */
+	ct = skb_conn(skbp, NULL);
+	if (ct && (BPF_CORE_READ(ct, status) & CTCT_IPS_CONFIRMED))
 		return 0;
 	q.enqueue_ns = bpf_ktime_get_ns();
 	q.queue_num = queuenum;
