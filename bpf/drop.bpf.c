@@ -70,7 +70,8 @@ static __always_inline int detect(struct sk_buff *skb, __u64 location, __u32 rea
 {
 	/* tp_btf hands us a trusted skb: a direct load, not a bpf_probe_read_kernel() call */
 	unsigned long nfct = skb->_nfct;
-	__u32 ctinfo = nfct & 7, cur = 0, prev = 0, *base, key;
+	__u32 ctinfo = nfct & 7, cur32 = 0, key;
+	__u64 cur, prev = 0, *base;
 	struct nf_conn *ct = (struct nf_conn *)(nfct & NFCT_PTRMASK);
 	struct ctct_event *e;
 	struct net *net;
@@ -82,14 +83,24 @@ static __always_inline int detect(struct sk_buff *skb, __u64 location, __u32 rea
 	key = BPF_CORE_READ(net, ns.inum);
 	if (targ_netns && key != targ_netns)
 		return 0;
-	if (read_insert_failed(net, &cur))
+	if (read_insert_failed(net, &cur32))
 		return 0;
+	cur = cur32;
 	base = bpf_map_lookup_elem(&baselines, &key);
 	if (base) {
-		prev = *base;
-		if (cur == prev)
+		/* CPUs look at once, each with its own sum; a plain store let a stale sum move the baseline
+		 * back and one failure be reported twice (tests/e2e/flood.sh, ~47k drops/s). Move it only
+		 * forward, by compare-and-swap, so each increment is claimed by exactly one event. */
+		int claimed = 0;
+
+		for (int i = 0; i < 8 && !claimed; i++) {
+			prev = *(volatile __u64 *)base;
+			if (cur <= prev)
+				return 0;
+			claimed = __sync_val_compare_and_swap(base, prev, cur) == prev;
+		}
+		if (!claimed)
 			return 0;
-		*base = cur;
 	} else {
 		/* a netns the loader did not seed (created after start): this first look is the baseline */
 		count(CTCT_CNT_UNSEEDED_BASELINE);

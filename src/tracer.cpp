@@ -230,7 +230,9 @@ size_t Tracer::seed_baselines()
 			try {
 				auto stat = parse_conntrack_stat(read_file("/proc/thread-self/net/stat/nf_conntrack"));
 				uint32_t key = (uint32_t)st.st_ino;
-				uint32_t v = (uint32_t)stat.totals()["insert_failed"]; // the kernel counter is 32-bit per CPU
+				// the kernel counter is 32-bit per CPU and the BPF side sums it in 32 bits; the map
+				// value is 64-bit only for the compare-and-swap
+				uint64_t v = (uint32_t)stat.totals()["insert_failed"];
 				if (bpf_map_update_elem(map_fd, &key, &v, BPF_ANY) == 0)
 					seeded++;
 			} catch (const std::exception &) {
