@@ -111,12 +111,13 @@ CTCT_GLOBAL struct {
 	__type(value, struct winner_rec);
 } winners SEC(".maps");
 
-/* Tracepoint mode: netns inode -> its insert_failed (all CPUs) at the last look; seeded at start. */
+/* Tracepoint mode: netns inode -> its insert_failed (all CPUs) at the last look; seeded at start.
+ * 64-bit only so that clang's default BPF CPU can compare-and-swap it (32-bit atomics need v3). */
 CTCT_GLOBAL struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 8192);
 	__type(key, __u32);
-	__type(value, __u32);
+	__type(value, __u64);
 } baselines SEC(".maps");
 
 struct enqueue_failure {

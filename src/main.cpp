@@ -214,6 +214,12 @@ private:
 	void classify_queue_drop(ctct_event &e);
 	nlohmann::json stats_record(const CountersByNetns &now, double interval_s);
 	void emit(const nlohmann::json &j) { std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n'; }
+	nlohmann::json summary_json() const
+	{
+		nlohmann::json j = summary_.to_json();
+		j["losses_per_cpu"]["ringbuf_full"] = tracer_->counter_per_cpu(CTCT_CNT_RINGBUF_FULL);
+		return j;
+	}
 };
 
 std::map<uint32_t, std::string> Session::watched_netns()
@@ -431,7 +437,8 @@ int Session::run()
 			if (i != CTCT_CNT_EVENTS)
 				summary_.losses[names[i]] = now[i];
 		if (changed && !final) {
-			nlohmann::json j = {{"type", "loss"}, {"schema", CTCT_SCHEMA_VERSION}, {"counters", summary_.losses}};
+			nlohmann::json j = {{"type", "loss"}, {"schema", CTCT_SCHEMA_VERSION}, {"counters", summary_.losses},
+					    {"ringbuf_full_per_cpu", tracer_->counter_per_cpu(CTCT_CNT_RINGBUF_FULL)}};
 			if (a_.json)
 				std::cout << j.dump() << std::endl;
 			else
@@ -502,7 +509,7 @@ int Session::run()
 				losses[names[i]] = last[i];
 		VerifyOutcome v = evaluate_verify(w, seen_, losses, max_drops, elapsed_s);
 		if (a_.json)
-			emit(summary_.to_json());
+			emit(summary_json());
 		std::cout << v.verdict << std::endl;
 		std::cout << v.summary.dump() << std::endl;
 		// interrupted before the window ended: what was seen stands, but the window is not the one asked for
@@ -511,7 +518,7 @@ int Session::run()
 		return v.exit_code;
 	}
 	if (a_.json)
-		emit(summary_.to_json());
+		emit(summary_json());
 	else
 		std::cout << summary_.to_text() << std::endl;
 	return kExitOk;

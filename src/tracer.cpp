@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -179,6 +180,15 @@ std::vector<uint64_t> Tracer::counters() const
 	return sums;
 }
 
+std::vector<uint64_t> Tracer::counter_per_cpu(uint32_t idx) const
+{
+	int ncpu = libbpf_num_possible_cpus();
+	std::vector<uint64_t> vals(ncpu > 0 ? ncpu : 1, 0);
+	if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.counters), &idx, vals.data()))
+		std::fill(vals.begin(), vals.end(), 0);
+	return vals;
+}
+
 void set_text_ranges(TracerOptions &o, const Kallsyms &ksyms)
 {
 	if (auto r = ksyms.range_of("nf_queue"))
@@ -252,7 +262,9 @@ size_t Tracer::seed_baselines()
 		if (!text)
 			continue; // netns without conntrack loaded: a later drop there starts from zero
 		try {
-			uint32_t v = (uint32_t)parse_conntrack_stat(*text).totals()["insert_failed"]; // 32-bit per CPU
+			// the kernel counter is 32-bit per CPU and the BPF side sums it in 32 bits; the map value is
+			// 64-bit only for the compare-and-swap
+			uint64_t v = (uint32_t)parse_conntrack_stat(*text).totals()["insert_failed"];
 			if (bpf_map_update_elem(map_fd, &ino, &v, BPF_ANY) == 0)
 				seeded++;
 		} catch (const std::exception &) {

@@ -52,6 +52,8 @@ public:
 	int poll(int timeout_ms);
 	// Summed per-CPU counters, indexed by enum ctct_counter.
 	std::vector<uint64_t> counters() const;
+	// One counter per possible CPU (index = CPU number), e.g. where ring-buffer reservations failed.
+	std::vector<uint64_t> counter_per_cpu(uint32_t idx) const;
 	// confirm_drop events whose skb was never seen in kfree_skb within `age_ns`: emit and forget them;
 	// failed enqueues never freed: the packet went on (queue_bypass); join records of packets that
 	// never came back from the queue (listener died) are aged out and counted.

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Datapath cost of the tracer: packets per second through an NFQUEUE (fast accept-all listener) with and
+# without the tracer attached, alternating off/on in the same run (the order flips every round, so drift
+# of a shared machine falls on both sides), for
+#   established: one 5-tuple, confirmed once, then established traffic through the queue;
+#   flows:       every packet a new 5-tuple, conntrack creates and confirms an entry per packet;
+#   drops:       as flows, but a rule after the queue drops every packet: each one passes skb:kfree_skb,
+#                the only hook of tracepoint mode, so this is where that mode costs anything.
+# Throughput is what the listener verdicted (packets/s; without drops the server received the same). While the tracer is on, kernel.bpf_stats_enabled
+# is 1 and the run count and run time of each of the tracer's programs is read from bpftool (restored after).
+# No NAT here (each new flow would also cost a port search), but conntrack is on; the queue sits at
+# postrouting as in the tests.
+# usage: bench/datapath.sh BACKEND [ROUNDS] [SECONDS] [CASES]   (root; also inside scripts/vm/run.sh)
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../tests/e2e/lib.sh"
+BACKEND=${1:-auto}
+ROUNDS=${2:-5}
+SECS=${3:-3}
+CASES=${4:-"established flows drops"}
+BENCH=${BENCH:-$CTCT_BUILD/bench}
+stats0=$(sysctl -n kernel.bpf_stats_enabled)
+# The counters are mmap'd files: on tmpfs, since a VM's results share (9p) refuses shared mappings.
+CNT=$(mktemp -d /run/ctct-bench.XXXXXX)
+trap 'sysctl -qw kernel.bpf_stats_enabled=$stats0; cleanup; rm -rf "$CNT"' EXIT INT TERM
+
+counter() { od -An -tu8 "$1" 2>/dev/null | tr -d ' ' || echo 0; }
+
+# "name run_cnt run_time_ns" for every program the tracer (pid $1) holds open (its fdinfo names the
+# program ids; bpftool's own pid column needs a bpftool built with BPF skeletons, not always there).
+prog_stats() {
+	local ids
+	ids=$(grep -h '^prog_id:' /proc/"$1"/fdinfo/* 2>/dev/null | awk '{print $2}' | sort -u | jq -s -c .)
+	bpftool -j prog show | jq -r --argjson ids "${ids:-[]}" \
+		'.[] | select(.id as $i | $ids | index($i)) | "\(.name) \(.run_cnt // 0) \(.run_time_ns // 0)"' | sort
+}
+
+setup() {
+	topo_up && queue_after_nat || return 1
+	# Conntrack runs in a netns only once a rule needs it; this one does, at no cost beyond conntrack itself.
+	in_ns "$RTR" nft delete table inet ctct_nat
+	in_ns "$RTR" nft add table inet ctct_ct '{ chain pre { type filter hook prerouting priority 0; ct state invalid counter; }; }'
+	# new flows every packet: keep the table small (entries that never see a reply live 2 s)
+	in_ns "$RTR" sysctl -qw net.netfilter.nf_conntrack_udp_timeout=2 net.netfilter.nf_conntrack_udp_timeout_stream=2
+	rm -f "$WORK/nfq.ready"
+	in_ns "$RTR" "$BENCH/nfq_accept" --queue "$QUEUE" --count-file "$CNT/nfq.count" \
+		--ready-file "$WORK/nfq.ready" >"$WORK/nfq.out" 2>"$WORK/nfq.log" &
+	LISTENER_PID=$!
+	wait_for_file "$WORK/nfq.ready" || { echo "nfq_accept did not start: $(cat "$WORK/nfq.log")" >&2; return 1; }
+	in_ns "$SRV" "$BENCH/udp_flood" recv 10.231.2.2 $DPORT "$CNT/srv.count" >"$WORK/srv.out" 2>&1 &
+	SRV_PID=$!
+	wait_for_file "$CNT/srv.count" || return 1
+}
+
+# One measurement window: prints "pps_received pps_sent".
+window() {
+	local kind=$1 r0 r1 sent
+	r0=$(counter "$CNT/nfq.count")
+	read -r sent _ < <(in_ns "$CLI" "$BENCH/udp_flood" send 10.231.2.2 $DPORT "$SECS" "$kind")
+	sleep 0.3 # let the queue drain
+	r1=$(counter "$CNT/nfq.count")
+	echo "$(((r1 - r0) / SECS)) $((sent / SECS))"
+}
+
+setup || { echo "setup failed" >&2; exit 1; }
+echo "# $(uname -r) backend=$BACKEND rounds=$ROUNDS seconds=$SECS ncpu=$(nproc)"
+: >"$WORK/results"
+for kind_case in $CASES; do
+	kind=one
+	[ "$kind_case" != established ] && kind=flows
+	[ "$kind_case" = drops ] && drop_after_queue 1024 65535
+	in_ns "$CLI" "$BENCH/udp_flood" send 10.231.2.2 $DPORT 0.5 "$kind" >/dev/null # warm up
+	for round in $(seq "$ROUNDS"); do
+		order="off on"
+		[ $((round % 2)) = 0 ] && order="on off"
+		for mode in $order; do
+			if [ $mode = on ]; then
+				sysctl -qw kernel.bpf_stats_enabled=1
+				start_tracer "$BACKEND" || exit 1
+				prog_stats "$TRACER_PID" >"$WORK/ps0"
+			fi
+			read -r pps sent_pps < <(window "$kind")
+			if [ $mode = on ]; then
+				prog_stats "$TRACER_PID" >"$WORK/ps1"
+				sysctl -qw kernel.bpf_stats_enabled="$stats0"
+				stop_tracer
+				join "$WORK/ps0" "$WORK/ps1" | awk -v c="$kind_case" '{print "prog", c, $1, $4 - $2, $5 - $3}' >>"$WORK/results"
+			fi
+			echo "run $kind_case $round $mode $pps $sent_pps" | tee -a "$WORK/results"
+		done
+	done
+	in_ns "$RTR" nft delete table inet ctct_drop 2>/dev/null
+done
+echo "# ratio = received pps with tracer / without, per round (mean, min, max over rounds)"
+echo "# bpf ns/pkt: the tracer's programs' run time per packet verdicted while on; cpu budget/pkt: ncpu s / off pps;"
+echo "# their quotient is the share of the machine the hooks take (robust where pps is noisy, e.g. under TCG)"
+awk -v secs="$SECS" -v ncpu="$(nproc)" '
+	$1 == "run" { pps[$2, $3, $4] = $5; cases[$2] = 1; if ($3 > n) n = $3 }
+	$1 == "prog" { bpfns[$2] += $5 }
+	$1 == "prog" { cnt[$2, $3] += $4; ns[$2, $3] += $5; progs[$2, $3] = 1 }
+	END {
+		for (c in cases) {
+			s = 0; lo = 1e9; hi = 0; off = 0; on = 0
+			for (r = 1; r <= n; r++) {
+				x = pps[c, r, "on"] / pps[c, r, "off"]; s += x; off += pps[c, r, "off"]; on += pps[c, r, "on"]
+				if (x < lo) lo = x; if (x > hi) hi = x
+			}
+			printf "datapath %-11s off %8.0f pps  on %8.0f pps  ratio %.3f (min %.3f, max %.3f)", c, off / n, on / n, s / n, lo, hi
+			ppkt = on ? bpfns[c] / (on * secs) : 0; budget = off ? ncpu * 1e9 / (off / n) : 0
+			printf "  bpf ns/pkt %.0f of %.0f budget = %.1f%%\n", ppkt, budget, budget ? 100 * ppkt / budget : 0
+		}
+		for (k in progs) {
+			split(k, p, SUBSEP)
+			printf "prog %-11s %-24s run_cnt %10.0f run_time_ns %14.0f avg_ns %6.0f\n", p[1], p[2], cnt[k], ns[k], cnt[k] ? ns[k] / cnt[k] : 0
+		}
+	}' "$WORK/results"
