@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <ctime>
 #include <netinet/in.h>
+#include "cli_util.hpp"
 
 namespace ctct {
 
@@ -88,13 +89,26 @@ std::string tuple_to_string(const ctct_tuple &t)
 
 std::string iso8601_ns(int64_t ns)
 {
-	time_t sec = ns / 1000000000;
+	// Floor division: before 1970 the fraction must still be 0..999999999, not "-000000001".
+	int64_t sec = ns / 1000000000, frac = ns % 1000000000;
+	if (frac < 0) {
+		sec--;
+		frac += 1000000000;
+	}
+	time_t t = (time_t)sec;
 	struct tm tm;
-	gmtime_r(&sec, &tm);
+	if (!gmtime_r(&t, &tm))
+		return std::to_string(ns) + "ns";
 	char buf[64];
 	size_t n = strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf + n, sizeof(buf) - n, ".%09" PRId64 "Z", ns % 1000000000);
+	snprintf(buf + n, sizeof(buf) - n, ".%09" PRId64 "Z", frac);
 	return buf;
+}
+
+int64_t wall_clock_ns(uint64_t mono_ns, int64_t realtime_offset_ns)
+{
+	// A corrupt or far-future ts_ns must not overflow a signed add (UB); wrap like the kernel's u64 clock.
+	return (int64_t)(mono_ns + (uint64_t)realtime_offset_ns);
 }
 
 nlohmann::json tuple_json(const ctct_tuple &t)
@@ -147,7 +161,7 @@ nlohmann::json event_json(const ctct_event &e, const FormatContext &ctx)
 	j["type"] = event_type_name(e.type);
 	j["schema"] = CTCT_SCHEMA_VERSION;
 	j["ts_mono_ns"] = e.ts_ns;
-	j["time"] = iso8601_ns((int64_t)e.ts_ns + ctx.realtime_offset_ns);
+	j["time"] = iso8601_ns(wall_clock_ns(e.ts_ns, ctx.realtime_offset_ns));
 	j["netns"] = e.netns_ino;
 	j["cpu"] = e.cpu;
 	j["cause"] = cause_name(e.cause);
@@ -190,8 +204,9 @@ static std::string ms(int64_t ns)
 
 std::string event_text(const ctct_event &e, const FormatContext &ctx)
 {
-	int64_t wall = (int64_t)e.ts_ns + ctx.realtime_offset_ns;
-	std::string s = iso8601_ns(wall).substr(11, 15) + " " + event_type_name(e.type);
+	std::string time = iso8601_ns(wall_clock_ns(e.ts_ns, ctx.realtime_offset_ns));
+	size_t t = time.find('T');
+	std::string s = (t == std::string::npos ? time : time.substr(t + 1, 15)) + " " + event_type_name(e.type);
 	s += " netns=" + std::to_string(e.netns_ino) + " " + tuple_to_string(e.loser.orig);
 	s += " reply " + tuple_to_string(e.loser.reply).substr(proto_name(e.loser.reply.protonum).size() + 1);
 	if (e.flags & CTCT_F_LOSER_QUEUED) {
@@ -207,9 +222,11 @@ std::string event_text(const ctct_event &e, const FormatContext &ctx)
 			s += " confirmed " + ms((int64_t)(e.ts_ns - e.winner_confirm_ns)) + " earlier";
 	}
 	if (e.type == CTCT_EV_CONFIRM_DROP && (e.flags & CTCT_F_FREED)) {
-		s += " reason=" + (ctx.drop_reason_name ? ctx.drop_reason_name(e.drop_reason) : std::to_string(e.drop_reason));
+		// Names come from BTF and kallsyms; escaped anyway so one event is always one line.
+		s += " reason=" + (ctx.drop_reason_name ? escape_control(ctx.drop_reason_name(e.drop_reason))
+							 : std::to_string(e.drop_reason));
 		if (ctx.symbolize)
-			s += " at " + ctx.symbolize(e.drop_location);
+			s += " at " + escape_control(ctx.symbolize(e.drop_location));
 	}
 	return s;
 }

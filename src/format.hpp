@@ -23,6 +23,7 @@ std::string event_type_name(uint32_t type);
 std::string cause_name(uint32_t cause);
 std::string tuple_to_string(const ctct_tuple &t); // "udp 10.0.0.1:53 -> 10.0.0.2:40000"
 std::string iso8601_ns(int64_t realtime_ns);       // "2026-11-24T03:04:05.123456789Z"
+int64_t wall_clock_ns(uint64_t mono_ns, int64_t realtime_offset_ns);
 
 nlohmann::json tuple_json(const ctct_tuple &t);
 nlohmann::json event_json(const ctct_event &e, const FormatContext &ctx);

@@ -163,3 +163,37 @@ TEST(Format, QueueLatencyGuards)
 	EXPECT_EQ(queue_latency_ns(q, 0, CTCT_F_LOSER_QUEUED), -1);
 	EXPECT_EQ(queue_latency_ns(q, CTCT_F_LOSER_QUEUED, CTCT_F_LOSER_QUEUED), 15);
 }
+
+// Found by tests/fuzz/fuzz_event (UBSan): ts_ns + realtime offset was a signed add that overflows for a
+// corrupt or far-future ts_ns; it now wraps as the u64 clock does.
+TEST(Format, WallClockDoesNotOverflow)
+{
+	EXPECT_EQ(wall_clock_ns(~0ULL, 2), 1);
+	EXPECT_EQ(wall_clock_ns(0x7fffffffffffffffULL, 1), INT64_MIN);
+	ctct_event e = clash_drop();
+	e.ts_ns = ~0ULL;
+	FormatContext c = ctx();
+	c.realtime_offset_ns = INT64_MAX;
+	EXPECT_NO_THROW(event_json(e, c).dump());
+	EXPECT_FALSE(event_text(e, c).empty());
+}
+
+// Found by tests/fuzz/fuzz_event: before 1970 the fraction printed as ".-00000001Z".
+TEST(Format, Iso8601BeforeEpoch)
+{
+	EXPECT_EQ(iso8601_ns(-1), "1969-12-31T23:59:59.999999999Z");
+	EXPECT_EQ(iso8601_ns(-1'000'000'000LL), "1969-12-31T23:59:59.000000000Z");
+	EXPECT_EQ(iso8601_ns(INT64_MIN), "1677-09-21T00:12:43.145224192Z");
+}
+
+// Found by tests/fuzz/fuzz_event: a drop reason or symbol name with a newline split one event over two
+// text lines (JSON escaped it already).
+TEST(Format, TextLineStaysOneLine)
+{
+	FormatContext c = ctx();
+	c.drop_reason_name = [](uint32_t) { return std::string("EVIL\nNAME\x1b[2J"); };
+	c.symbolize = [](uint64_t) { return std::string("f\r+0x1"); };
+	std::string s = event_text(clash_drop(), c);
+	EXPECT_EQ(s.find_first_of("\n\r\x1b"), std::string::npos) << s;
+	EXPECT_NE(s.find("reason=EVIL\\nNAME\\x1b[2J at f\\x0d+0x1"), std::string::npos) << s;
+}
