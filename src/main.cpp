@@ -13,6 +13,7 @@
 #include "cli_util.hpp"
 #include "format.hpp"
 #include "kernel_text.hpp"
+#include "output.hpp"
 #include "probe.hpp"
 #include "selftest.hpp"
 #include "summary.hpp"
@@ -44,7 +45,8 @@ int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
 
 [[noreturn]] void die(int code, const std::string &msg)
 {
-	fprintf(stderr, "ctconfirm-trace: %s\n", msg.c_str());
+	// Messages quote user values: escape control bytes so the error is always exactly one line.
+	fprintf(stderr, "ctconfirm-trace: %s\n", escape_control(msg).c_str());
 	exit(code);
 }
 
@@ -167,8 +169,9 @@ int run_trace(const TraceArgs &a)
 			die(kExitUsage, e.what());
 		}
 	}
-	if (a.ringbuf_kb < 4 || (a.ringbuf_kb & (a.ringbuf_kb - 1)))
-		die(kExitUsage, "invalid --ringbuf-kb " + std::to_string(a.ringbuf_kb) + ": must be a power of two >= 4");
+	// Above 1 GiB the byte count no longer fits the map's u32 max_entries (4 GiB wraps to 0).
+	if (a.ringbuf_kb < 4 || a.ringbuf_kb > (1u << 20) || (a.ringbuf_kb & (a.ringbuf_kb - 1)))
+		die(kExitUsage, "invalid --ringbuf-kb " + std::to_string(a.ringbuf_kb) + ": must be a power of two, 4..1048576");
 	require_environment();
 
 	Kallsyms ksyms = load_kallsyms();
@@ -180,14 +183,21 @@ int run_trace(const TraceArgs &a)
 	ctx.drop_reason_name = [&](uint32_t v) { return reasons.name(v); };
 	ctx.symbolize = [&](uint64_t addr) { return ksyms.symbolize(addr); };
 
+	// Whole lines only, flushed once per poll; a closed stdout (EPIPE) stops the trace with a message.
+	LineWriter::ignore_sigpipe();
+	LineWriter out(STDOUT_FILENO);
+	auto flush_or_die = [&] {
+		if (!out.flush())
+			die(kExitRuntime, "output closed (" + out.error() + "), stopping");
+	};
 	Summary summary;
 	summary.queue_observable = !plan.detect_at_free;
 	auto on_event = [&](const ctct_event &e) {
 		summary.add(e);
 		if (a.json)
-			std::cout << event_json(e, ctx).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+			out.write_line(event_json(e, ctx).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 		else
-			std::cout << event_text(e, ctx) << '\n';
+			out.write_line(event_text(e, ctx));
 	};
 
 	TracerOptions opts;
@@ -206,7 +216,8 @@ int run_trace(const TraceArgs &a)
 	for (const auto &h : plan.hooks)
 		start["hooks"].push_back({{"hook", h.hook}, {"attach", attach_name(h.attach)}, {"function", h.function}});
 	if (a.json) {
-		std::cout << start.dump() << std::endl;
+		out.write_line(start.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+		flush_or_die();
 	} else {
 		std::string hooks;
 		for (const auto &h : plan.hooks)
@@ -233,9 +244,10 @@ int run_trace(const TraceArgs &a)
 				summary.losses[names[i]] = now[i];
 		if (changed && !final) {
 			nlohmann::json j = {{"type", "loss"}, {"schema", CTCT_SCHEMA_VERSION}, {"counters", summary.losses}};
-			if (a.json)
-				std::cout << j.dump() << std::endl;
-			else
+			if (a.json) {
+				out.write_line(j.dump());
+				flush_or_die();
+			} else
 				fprintf(stderr, "warning: events lost: %s\n", j["counters"].dump().c_str());
 		}
 		last = now;
@@ -252,7 +264,7 @@ int run_trace(const TraceArgs &a)
 			report_losses(false);
 			last_tick = now;
 		}
-		std::cout.flush();
+		flush_or_die();
 		if (duration_ns && now - start_ns >= duration_ns)
 			break;
 	}
@@ -261,10 +273,8 @@ int run_trace(const TraceArgs &a)
 	tracer->sweep_pending(monotonic_ns(), 0);
 	report_losses(false);
 	report_losses(true);
-	if (a.json)
-		std::cout << summary.to_json().dump() << std::endl;
-	else
-		std::cout << summary.to_text() << std::endl;
+	out.write_line(a.json ? summary.to_json().dump() : summary.to_text());
+	flush_or_die();
 	return kExitOk;
 }
 
@@ -277,15 +287,29 @@ int main(int argc, char **argv)
 		     "(original and reply tuple), netns, queue and time spent in the queue."};
 	app.set_version_flag("--version", "ctconfirm-trace 0.1.0 (JSON schema " + std::to_string(CTCT_SCHEMA_VERSION) + ")");
 	TraceArgs ta;
+	// CLI11 reads an empty value as 0 for numbers: "--netns ''" would silently mean every namespace.
+	const CLI::Validator non_empty([](std::string &s) { return s.empty() ? std::string("empty value") : std::string(); },
+				       "", "non-empty");
+	auto duration_ok = [](const std::string &s) {
+		try {
+			parse_duration_ns(s);
+			return std::string();
+		} catch (const std::exception &e) {
+			return std::string(e.what());
+		}
+	};
 	app.add_flag("-v,--verbose", g_verbose, "Print libbpf debug lines and the attach plan");
 	auto *out = app.add_option_group("Output");
 	out->add_flag("--json", ta.json, "JSON lines (docs/json-schema.md) instead of text");
 	auto *tr = app.add_option_group("Tracing");
 	tr->add_option("--backend", ta.backend, "auto|fentry|kprobe|tracepoint (default auto: best per hook)");
-	tr->add_option("-d,--duration", ta.duration, "Stop after this long, e.g. 30s, 5m (default: until Ctrl-C)");
-	tr->add_option("--ringbuf-kb", ta.ringbuf_kb, "Ring buffer size in KiB, a power of two (default 4096)");
+	tr->add_option("-d,--duration", ta.duration, "Stop after this long, e.g. 30s, 5m (default: until Ctrl-C)")
+		->check(duration_ok);
+	tr->add_option("--ringbuf-kb", ta.ringbuf_kb, "Ring buffer size in KiB, a power of two (default 4096)")
+		->check(non_empty);
 	auto *flt = app.add_option_group("Filters (in the kernel)");
-	flt->add_option("--netns", ta.netns, "Only this network namespace inode (ls -L -i /proc/PID/ns/net)");
+	flt->add_option("--netns", ta.netns, "Only this network namespace inode (ls -L -i /proc/PID/ns/net)")
+		->check(non_empty);
 
 	bool features_json_flag = false;
 	auto *features = app.add_subcommand("features", "Report which hooks and backends work on this kernel, and why not");
@@ -296,8 +320,10 @@ int main(int argc, char **argv)
 		"selftest", "Build a collision scenario in private network namespaces, send a burst, and check that "
 			    "the tracer saw every packet the kernel dropped");
 	selftest->add_option("--backend", sa.backend, "auto|fentry|kprobe|tracepoint (default auto)");
-	selftest->add_option("--pairs", sa.pairs, "Colliding flow pairs to send, 1..1000 (default 20)");
-	selftest->add_option("--hold-ms", sa.hold_ms, "How long the test listener holds each packet (default 200)");
+	selftest->add_option("--pairs", sa.pairs, "Colliding flow pairs to send, 1..1000 (default 20)")
+		->check(non_empty);
+	selftest->add_option("--hold-ms", sa.hold_ms, "How long the test listener holds each packet (default 200)")
+		->check(non_empty);
 	selftest->add_flag("--json", sa.json, "One JSON object");
 
 	app.footer("EXIT CODES\n  0 ok (selftest: tracer and kernel agree), 1 runtime failure (selftest: they disagree),\n"
@@ -314,7 +340,7 @@ int main(int argc, char **argv)
 	} catch (const CLI::ParseError &e) {
 		if (e.get_exit_code() == 0)
 			return app.exit(e);
-		fprintf(stderr, "ctconfirm-trace: %s (see --help)\n", e.what());
+		fprintf(stderr, "ctconfirm-trace: %s (see --help)\n", escape_control(e.what()).c_str());
 		return kExitUsage;
 	}
 	if (*features)
