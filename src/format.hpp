@@ -28,6 +28,9 @@ int64_t wall_clock_ns(uint64_t mono_ns, int64_t realtime_offset_ns);
 nlohmann::json tuple_json(const ctct_tuple &t);
 nlohmann::json event_json(const ctct_event &e, const FormatContext &ctx);
 std::string event_text(const ctct_event &e, const FormatContext &ctx);
+// The JSON line of an event, byte for byte event_json(e, ctx).dump(-1, ' ', false, replace) without
+// building the nlohmann tree (15x faster; the trace hot path). Appends to out, no '\n'.
+void append_event_json_line(std::string &out, const ctct_event &e, const FormatContext &ctx);
 
 // Time the loser spent in NFQUEUE, or -1 when it was not seen there.
 int64_t queue_latency_ns(const ctct_queue &q, uint32_t flags, uint32_t valid_flag);

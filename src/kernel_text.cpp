@@ -1,6 +1,7 @@
 #include "kernel_text.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -168,8 +169,11 @@ Kallsyms Kallsyms::parse(const std::string &text)
 	// Without CAP_SYSLOG (or with kptr_restrict=2) every address reads as zero.
 	k.hidden_ = !k.syms_.empty() && !any_nonzero;
 	std::sort(k.syms_.begin(), k.syms_.end(), [](auto &a, auto &b) { return a.addr < b.addr; });
-	for (size_t i = 0; i < k.syms_.size(); i++)
+	k.addrs_.reserve(k.syms_.size());
+	for (size_t i = 0; i < k.syms_.size(); i++) {
 		k.by_name_.emplace(k.syms_[i].name, i);
+		k.addrs_.push_back(k.syms_[i].addr);
+	}
 	return k;
 }
 
@@ -191,15 +195,22 @@ std::string Kallsyms::module_of(const std::string &name) const
 
 std::string Kallsyms::symbolize(uint64_t addr) const
 {
-	char buf[32];
-	auto it = std::upper_bound(syms_.begin(), syms_.end(), addr, [](uint64_t a, const KernelSymbol &s) { return a < s.addr; });
-	if (hidden_ || it == syms_.begin()) {
-		snprintf(buf, sizeof(buf), "0x%llx", (unsigned long long)addr);
-		return buf;
+	// Search the dense address array (8 bytes a symbol, not ~60): a kallsyms of 150k symbols is
+	// 1.2 MB instead of 9 MB, so the binary search's cache misses drop; this runs once per event.
+	auto it = std::upper_bound(addrs_.begin(), addrs_.end(), addr);
+	char buf[24];
+	if (hidden_ || it == addrs_.begin()) {
+		buf[0] = '0';
+		buf[1] = 'x';
+		return std::string(buf, std::to_chars(buf + 2, buf + sizeof(buf), addr, 16).ptr);
 	}
-	--it;
-	snprintf(buf, sizeof(buf), "+0x%llx", (unsigned long long)(addr - it->addr));
-	return it->name + buf;
+	const KernelSymbol &sym = syms_[it - addrs_.begin() - 1];
+	std::string out;
+	out.reserve(sym.name.size() + 20);
+	out = sym.name;
+	out += "+0x";
+	out.append(buf, std::to_chars(buf, buf + sizeof(buf), addr - sym.addr, 16).ptr);
+	return out;
 }
 
 } // namespace ctct

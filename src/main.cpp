@@ -192,11 +192,14 @@ int run_trace(const TraceArgs &a)
 	};
 	Summary summary;
 	summary.queue_observable = !plan.detect_at_free;
+	std::string line;
 	auto on_event = [&](const ctct_event &e) {
 		summary.add(e);
-		if (a.json)
-			out.write_line(event_json(e, ctx).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-		else
+		if (a.json) {
+			line.clear();
+			append_event_json_line(line, e, ctx); // == event_json(e, ctx).dump(..., replace), 15x faster
+			out.write_line(line);
+		} else
 			out.write_line(event_text(e, ctx));
 	};
 

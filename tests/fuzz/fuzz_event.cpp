@@ -36,6 +36,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	std::string line = ctct::event_json(e, ctx).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 	FUZZ_CHECK(one_line(line));
+	std::string fast;
+	ctct::append_event_json_line(fast, e, ctx);
+	FUZZ_CHECK(fast == line); // the hot path's hand-written JSON is byte for byte nlohmann's
 	auto back = nlohmann::json::parse(line); // throws (and so crashes the fuzzer) if not valid JSON
 	FUZZ_CHECK(back.is_object());
 	for (const char *k : {"type", "schema", "ts_mono_ns", "time", "netns", "cpu", "cause", "source", "loser", "queue",

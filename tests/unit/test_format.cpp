@@ -1,5 +1,7 @@
 #include <arpa/inet.h>
+#include <array>
 #include <cstring>
+#include <random>
 #include <gtest/gtest.h>
 #include "format.hpp"
 
@@ -196,4 +198,83 @@ TEST(Format, TextLineStaysOneLine)
 	std::string s = event_text(clash_drop(), c);
 	EXPECT_EQ(s.find_first_of("\n\r\x1b"), std::string::npos) << s;
 	EXPECT_NE(s.find("reason=EVIL\\nNAME\\x1b[2J at f\\x0d+0x1"), std::string::npos) << s;
+}
+
+// The hot path writes the JSON line by hand; it must be byte for byte what main.cpp printed before
+// (event_json().dump() with error_handler_t::replace): field names, order, number and null rendering,
+// string escaping. Random events (random bytes, and realistic ones with random flags, families,
+// protocols) and context strings with quotes, control bytes and invalid UTF-8.
+TEST(Format, FastJsonLineEqualsEventJsonDump)
+{
+	std::mt19937_64 rng(7);
+	const std::string names[] = {"NETFILTER_DROP", "", "q\"uote\\back", "nl\nesc\x1b", "caf\xc3\xa9", "bad\xff\xfe utf8",
+				     "\x7f", std::string("nul\0in", 6)};
+	for (int i = 0; i < 20000; i++) {
+		ctct_event e;
+		if (i % 2) {
+			auto *b = reinterpret_cast<uint8_t *>(&e);
+			for (size_t k = 0; k < sizeof(e); k++)
+				b[k] = rng();
+			if (i % 4 == 1) { // keep some random events close to real ones
+				e.type = 1 + rng() % 2;
+				e.source = 1 + rng() % 2;
+			}
+		} else {
+			e = clash_drop();
+			e.flags = rng() % 32;
+			e.type = rng() % 3;
+			e.source = rng() % 3;
+			e.cause = rng() % 5;
+			for (ctct_tuple *t : {&e.loser.orig, &e.loser.reply, &e.winner.orig, &e.winner.reply}) {
+				t->l3num = std::array<uint8_t, 3>{AF_INET, AF_INET6, 7}[rng() % 3];
+				t->protonum = std::array<uint8_t, 6>{IPPROTO_UDP, IPPROTO_TCP, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_GRE, 200}[rng() % 6];
+				t->src[rng() % 16] = rng();
+			}
+			e.winner_confirm_ns = e.ts_ns + (int64_t)(rng() % 3) - 1;
+			e.loser_queue.reinject_ns = rng() % 3 ? e.loser_queue.reinject_ns : 0;
+		}
+		FormatContext c;
+		c.realtime_offset_ns = (int64_t)rng();
+		if (i % 3) {
+			std::string r = names[rng() % 8], l = names[rng() % 8];
+			c.drop_reason_name = [r](uint32_t) { return r; };
+			c.symbolize = [l](uint64_t) { return l; };
+		}
+		std::string fast;
+		append_event_json_line(fast, e, c);
+		ASSERT_EQ(fast, event_json(e, c).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)) << i;
+	}
+}
+
+// The hand-written IPv6 text in the JSON line must be inet_ntop's: zero runs, ties, ends, v4-mapped.
+TEST(Format, FastJsonIpv6MatchesInetNtop)
+{
+	std::mt19937_64 rng(11);
+	FormatContext c;
+	for (int i = 0; i < 200000; i++) {
+		ctct_event e = {};
+		e.type = CTCT_EV_CLASH_RESOLVED;
+		ctct_tuple &t = e.loser.orig;
+		t.l3num = AF_INET6;
+		for (int g = 0; g < 8; g++) { // mostly zero groups, so every run shape shows up
+			uint16_t v = rng() % 3 ? 0 : (rng() % 4 ? 1 + rng() % 0xffff : 0xffff);
+			t.src[2 * g] = v >> 8;
+			t.src[2 * g + 1] = v & 0xff;
+		}
+		std::string line;
+		append_event_json_line(line, e, c);
+		std::string want = "\"src\":\"" + addr_to_string(t.src, AF_INET6) + "\"";
+		ASSERT_NE(line.find(want), std::string::npos) << want << " in " << line;
+	}
+	for (const char *a : {"::", "::1", "1::", "::ffff:1.2.3.4", "::1.2.3.4", "1:0:0:2:0:0:0:3", "1:0:0:2:0:0:3:4",
+			      "fd00:231:1::2", "0:0:1::", "::ffff:0:1.2.3.4", "64:ff9b::1.2.3.4"}) {
+		ctct_event e = {};
+		e.type = CTCT_EV_CLASH_RESOLVED;
+		e.loser.orig.l3num = AF_INET6;
+		ASSERT_EQ(inet_pton(AF_INET6, a, e.loser.orig.src), 1) << a;
+		std::string line;
+		append_event_json_line(line, e, c);
+		std::string want = "\"src\":\"" + addr_to_string(e.loser.orig.src, AF_INET6) + "\"";
+		EXPECT_NE(line.find(want), std::string::npos) << want << " in " << line;
+	}
 }
