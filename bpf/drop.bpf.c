@@ -20,7 +20,9 @@
  * The offsets (__per_cpu_offset[n]) are fixed after boot, so they are learnt once and cached: each
  * later look costs one read per CPU instead of a helper call and two reads (bench/datapath.sh 'drops'). */
 static __u64 cpu_offset[CTCT_MAX_CPUS];
-static __u32 cpu_offsets_known;
+/* volatile: clang would otherwise shrink this set-once flag to a 1-byte bool, which leaves its BTF
+ * (__u32) disagreeing with .bss and the kernel refusing the object's BTF (2400 lines of libbpf log) */
+static volatile __u32 cpu_offsets_known;
 
 static __always_inline int learn_cpu_offsets(void)
 {

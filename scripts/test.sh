@@ -14,7 +14,11 @@ suite() { # suite NAME COMMAND...
 "$root/scripts/install-deps.sh" || { echo "install-deps failed"; echo "0 passed, 1 failed"; exit 1; }
 "$root/scripts/build.sh" -DBUILD_TESTING=ON || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
 suite "unit tests (ctest)" ctest --test-dir "$build" --output-on-failure
+suite "unit tests under ASan+UBSan (tests/sanitize.sh)" "$root/tests/sanitize.sh"
+suite "fuzzers, ${CTCT_FUZZ_SECONDS:-10}s each (tests/fuzz/run.sh)" "$root/tests/fuzz/run.sh" "${CTCT_FUZZ_SECONDS:-10}"
 if [ "$(id -u)" = 0 ]; then
+	suite "CLI: bad input exits 2 with one line (tests/e2e/bad_input.sh)" \
+		env CTCT_BUILD="$build" bash "$root/tests/e2e/bad_input.sh"
 	# This host's kernel (CI: no kprobes, fentry refused): whatever auto picks, plus tracepoint forced.
 	suite "host kernel: confirm drops, tracepoint backend" \
 		timeout 900 env CTCT_BUILD="$build" bash "$root/tests/e2e/confirm_drop.sh" tracepoint 3 20
@@ -26,6 +30,11 @@ if [ "$(id -u)" = 0 ]; then
 		timeout 300 env CTCT_BUILD="$build" bash "$root/tests/e2e/verify.sh" auto 5
 	suite "host kernel: doctor" \
 		timeout 120 env CTCT_BUILD="$build" bash "$root/tests/e2e/doctor.sh"
+	suite "host kernel: lifecycle (SIGKILL leaves nothing, SIGTERM summary, two instances)" \
+		timeout 300 env CTCT_BUILD="$build" bash "$root/tests/e2e/lifecycle.sh" tracepoint
+	# ~1 million drops in the default-ring run at this host's ~50k/s; reported + lost == kernel, and none lost
+	suite "host kernel: flood, tiny ring accounts for every drop, default ring loses none" \
+		timeout 600 env CTCT_BUILD="$build" TINY_SECS=5 bash "$root/tests/e2e/flood.sh" tracepoint 20
 	suite "host kernel: selftest, auto backend" \
 		timeout 300 env CTCT_BUILD="$build" bash "$root/tests/e2e/selftest.sh" auto 3
 	# Debian's own kernels under qemu: fentry, kprobe and tracepoint on 6.1 (nf_reinject era) and 6.12.

@@ -2,19 +2,44 @@
 
 #include <arpa/inet.h>
 #include <cctype>
+#include <cstdio>
 #include <cstring>
+#include <limits>
 #include <netinet/in.h>
 #include <stdexcept>
 
 namespace ctct {
 
+std::string escape_control(std::string_view text)
+{
+	std::string out;
+	out.reserve(text.size());
+	for (unsigned char c : text) {
+		if (c >= 0x20 && c != 0x7f) {
+			out += (char)c;
+		} else if (c == '\n') {
+			out += "\\n";
+		} else if (c == '\t') {
+			out += "\\t";
+		} else {
+			char buf[8];
+			snprintf(buf, sizeof(buf), "\\x%02x", c);
+			out += buf;
+		}
+	}
+	return out;
+}
+
 uint64_t parse_duration_ns(const std::string &text)
 {
+	auto bad = [&](const std::string &why) {
+		return std::invalid_argument("invalid duration '" + escape_control(text) + "': " + why);
+	};
 	size_t i = 0;
 	while (i < text.size() && std::isdigit((unsigned char)text[i]))
 		i++;
 	if (i == 0 || i > 12)
-		throw std::invalid_argument("invalid duration '" + text + "': expected a number with unit ms, s, m or h");
+		throw bad("expected a number with unit ms, s, m or h");
 	uint64_t n = std::stoull(text.substr(0, i));
 	std::string unit = text.substr(i);
 	uint64_t mult;
@@ -27,9 +52,12 @@ uint64_t parse_duration_ns(const std::string &text)
 	else if (unit == "h")
 		mult = 3600ULL * 1000000000ULL;
 	else
-		throw std::invalid_argument("invalid duration '" + text + "': unknown unit '" + unit + "' (use ms, s, m or h)");
+		throw bad("unknown unit '" + escape_control(unit) + "' (use ms, s, m or h)");
 	if (n == 0)
-		throw std::invalid_argument("invalid duration '" + text + "': must be greater than zero");
+		throw bad("must be greater than zero");
+	// 12 digits of hours would wrap around 2^64 ns (584 years) into a short, wrong duration.
+	if (n > std::numeric_limits<uint64_t>::max() / mult)
+		throw bad("too long (at most 584 years)");
 	return n * mult;
 }
 

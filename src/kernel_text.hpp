@@ -53,6 +53,7 @@ public:
 
 private:
 	std::vector<KernelSymbol> syms_; // sorted by addr
+	std::vector<uint64_t> addrs_;    // syms_[i].addr, for symbolize()
 	std::map<std::string, size_t> by_name_;
 	bool hidden_ = false;
 };

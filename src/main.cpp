@@ -16,6 +16,7 @@
 #include "kernel_text.hpp"
 #include "accounting.hpp"
 #include "netns.hpp"
+#include "output.hpp"
 #include "probe.hpp"
 #include "selftest.hpp"
 #include "summary.hpp"
@@ -48,7 +49,8 @@ int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
 
 [[noreturn]] void die(int code, const std::string &msg)
 {
-	fprintf(stderr, "ctconfirm-trace: %s\n", msg.c_str());
+	// Messages quote user values: escape control bytes so the error is always exactly one line.
+	fprintf(stderr, "ctconfirm-trace: %s\n", escape_control(msg).c_str());
 	exit(code);
 }
 
@@ -213,7 +215,26 @@ private:
 	std::map<uint32_t, std::string> watched_netns();
 	void classify_queue_drop(ctct_event &e);
 	nlohmann::json stats_record(const CountersByNetns &now, double interval_s);
-	void emit(const nlohmann::json &j) { std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n'; }
+	// Whole lines only, flushed once per poll; a closed stdout (EPIPE) stops the run with a message.
+	LineWriter out_{STDOUT_FILENO};
+	std::string line_;
+	void emit(const nlohmann::json &j) { out_.write_line(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)); }
+	void emit_text(const std::string &text) // a block of text lines (tables): one write_line per line
+	{
+		size_t from = 0;
+		while (from < text.size()) {
+			size_t nl = text.find('\n', from);
+			if (nl == std::string::npos)
+				nl = text.size();
+			out_.write_line(std::string_view(text).substr(from, nl - from));
+			from = nl + 1;
+		}
+	}
+	void flush_or_die()
+	{
+		if (!out_.flush())
+			die(kExitRuntime, "output closed (" + out_.error() + "), stopping");
+	}
 	nlohmann::json summary_json() const
 	{
 		nlohmann::json j = summary_.to_json();
@@ -268,10 +289,12 @@ void Session::on_event(ctct_event e)
 	}
 	if (verify_ && !a_.json)
 		return;
-	if (a_.json)
-		emit(event_json(e, ctx_));
-	else
-		std::cout << event_text(e, ctx_) << '\n';
+	if (a_.json) {
+		line_.clear();
+		append_event_json_line(line_, e, ctx_); // == event_json(e, ctx_).dump(..., replace), 15x faster
+		out_.write_line(line_);
+	} else
+		out_.write_line(event_text(e, ctx_));
 }
 
 // The process behind a queue: portid -> netlink socket -> /proc/*/fd. The fd scan is done once per socket.
@@ -367,11 +390,13 @@ int Session::run()
 	}
 	if (!a_.group.empty() && a_.group != "flow")
 		die(kExitUsage, "invalid --group '" + a_.group + "': the only grouping is 'flow'");
-	if (a_.ringbuf_kb < 4 || (a_.ringbuf_kb & (a_.ringbuf_kb - 1)))
-		die(kExitUsage, "invalid --ringbuf-kb " + std::to_string(a_.ringbuf_kb) + ": must be a power of two >= 4");
+	// Above 1 GiB the byte count no longer fits the map's u32 max_entries (4 GiB wraps to 0).
+	if (a_.ringbuf_kb < 4 || a_.ringbuf_kb > (1u << 20) || (a_.ringbuf_kb & (a_.ringbuf_kb - 1)))
+		die(kExitUsage, "invalid --ringbuf-kb " + std::to_string(a_.ringbuf_kb) + ": must be a power of two, 4..1048576");
 	FlowFilter filter = filter_args(a_);
 	require_environment();
 
+	LineWriter::ignore_sigpipe(); // a closed stdout is EPIPE from write(2), reported, not a silent SIGPIPE death
 	ksyms_ = load_kallsyms();
 	plan_ = plan_for(backend, ksyms_);
 	if (filter.has_queue && plan_.detect_at_free)
@@ -411,7 +436,8 @@ int Session::run()
 		start["hooks"].push_back({{"hook", h.hook}, {"attach", attach_name(h.attach)}, {"function", h.function}});
 	start["queue_text_known"] = opts.queue_text.lo != 0;
 	if (a_.json) {
-		std::cout << start.dump() << std::endl;
+		emit(start);
+		flush_or_die();
 	} else {
 		std::string hooks;
 		for (const auto &h : plan_.hooks)
@@ -439,9 +465,10 @@ int Session::run()
 		if (changed && !final) {
 			nlohmann::json j = {{"type", "loss"}, {"schema", CTCT_SCHEMA_VERSION}, {"counters", summary_.losses},
 					    {"ringbuf_full_per_cpu", tracer_->counter_per_cpu(CTCT_CNT_RINGBUF_FULL)}};
-			if (a_.json)
-				std::cout << j.dump() << std::endl;
-			else
+			if (a_.json) {
+				emit(j);
+				flush_or_die();
+			} else
 				fprintf(stderr, "warning: events lost: %s\n", j["counters"].dump().c_str());
 		}
 		last = now;
@@ -463,16 +490,16 @@ int Session::run()
 			if (a_.json) {
 				emit(stats_record(counters, (now - last_stats) / 1e9));
 			} else if (a_.group == "flow") {
-				std::cout << "\n" << flows_.to_text(40);
+				emit_text("\n" + flows_.to_text(40));
 			} else {
 				nlohmann::json st = stats_record(counters, (now - last_stats) / 1e9);
-				std::cout << "stats: events " << st["events"].dump() << " kernel " << st["netns"].dump() << '\n';
+				out_.write_line("stats: events " + st["events"].dump() + " kernel " + st["netns"].dump());
 			}
 			counters_prev_ = counters;
 			interval_events_.clear();
 			last_stats = now;
 		}
-		std::cout.flush();
+		flush_or_die();
 		if (duration_ns && now - start_ns >= duration_ns)
 			break;
 	}
@@ -486,7 +513,7 @@ int Session::run()
 		if (a_.json)
 			emit({{"type", "flows"}, {"schema", CTCT_SCHEMA_VERSION}, {"flows", flows_.to_json()}});
 		else
-			std::cout << "\n" << flows_.to_text(200);
+			emit_text("\n" + flows_.to_text(200));
 	}
 	for (const auto &[k, v] : tracer_->aged())
 		summary_.aged[k] = v;
@@ -510,8 +537,9 @@ int Session::run()
 		VerifyOutcome v = evaluate_verify(w, seen_, losses, max_drops, elapsed_s);
 		if (a_.json)
 			emit(summary_json());
-		std::cout << v.verdict << std::endl;
-		std::cout << v.summary.dump() << std::endl;
+		out_.write_line(v.verdict);
+		out_.write_line(v.summary.dump());
+		flush_or_die();
 		// interrupted before the window ended: what was seen stands, but the window is not the one asked for
 		if (elapsed_s * 1e9 < duration_ns && v.exit_code == 0)
 			return kExitIncomplete;
@@ -520,7 +548,8 @@ int Session::run()
 	if (a_.json)
 		emit(summary_json());
 	else
-		std::cout << summary_.to_text() << std::endl;
+		emit_text(summary_.to_text());
+	flush_or_die();
 	return kExitOk;
 }
 
@@ -533,25 +562,40 @@ int main(int argc, char **argv)
 		     "(original and reply tuple), netns, queue and time spent in the queue."};
 	app.set_version_flag("--version", "ctconfirm-trace 0.1.0 (JSON schema " + std::to_string(CTCT_SCHEMA_VERSION) + ")");
 	TraceArgs ta;
+	// CLI11 reads an empty value as 0 for numbers: "--netns ''" would silently mean every namespace.
+	const CLI::Validator non_empty([](std::string &s) { return s.empty() ? std::string("empty value") : std::string(); },
+				       "", "non-empty");
+	auto duration_ok = [](const std::string &s) {
+		try {
+			parse_duration_ns(s);
+			return std::string();
+		} catch (const std::exception &e) {
+			return std::string(e.what());
+		}
+	};
 	app.add_flag("-v,--verbose", g_verbose, "Print libbpf debug lines and the attach plan");
 	auto *out = app.add_option_group("Output");
 	out->add_flag("--json", ta.json, "JSON lines (docs/json-schema.md) instead of text");
 	auto *tr = app.add_option_group("Tracing");
 	tr->add_option("--backend", ta.backend, "auto|fentry|kprobe|tracepoint (default auto: best per hook)");
-	tr->add_option("-d,--duration", ta.duration, "Stop after this long, e.g. 30s, 5m (default: until Ctrl-C)");
-	tr->add_option("--ringbuf-kb", ta.ringbuf_kb, "Ring buffer size in KiB, a power of two (default 4096)");
+	tr->add_option("-d,--duration", ta.duration, "Stop after this long, e.g. 30s, 5m (default: until Ctrl-C)")
+		->check(duration_ok);
+	tr->add_option("--ringbuf-kb", ta.ringbuf_kb, "Ring buffer size in KiB, a power of two (default 4096)")
+		->check(non_empty);
 	out->add_option("--stats-interval", ta.stats_interval,
 			"Every this long, a stats record: events by type, losses, kernel counter deltas per netns "
-			"(default 10s; 0: off)");
+			"(default 10s; 0: off)")
+		->check([&](const std::string &v) { return v == "0" ? std::string() : duration_ok(v); });
 	out->add_option("--group", ta.group, "flow: instead of one line per event, a table per flow (drops, resolved "
-					     "clashes, time in queue p50/p99/max), refreshed every --stats-interval");
+					     "clashes, time in queue p50/p99/max), refreshed every --stats-interval")->check(non_empty);
 	auto *flt = app.add_option_group("Filters (in the kernel)");
-	flt->add_option("--netns", ta.netns, "Only this network namespace inode (ls -L -i /proc/PID/ns/net)");
-	flt->add_option("--proto", ta.proto, "Only this protocol: tcp, udp, icmp, icmpv6, sctp, ... or a number");
+	flt->add_option("--netns", ta.netns, "Only this network namespace inode (ls -L -i /proc/PID/ns/net)")
+		->check(non_empty);
+	flt->add_option("--proto", ta.proto, "Only this protocol: tcp, udp, icmp, icmpv6, sctp, ... or a number")->check(non_empty);
 	flt->add_option("--addr", ta.addr, "Only flows with this address or prefix at either end, before or after NAT "
-					   "(10.0.0.0/8, fd00::/64)");
-	flt->add_option("--port", ta.port, "Only flows with this port at either end, before or after NAT");
-	flt->add_option("--queue", ta.queue, "Only packets of this NFQUEUE number (needs fentry or kprobe)");
+					   "(10.0.0.0/8, fd00::/64)")->check(non_empty);
+	flt->add_option("--port", ta.port, "Only flows with this port at either end, before or after NAT")->check(non_empty);
+	flt->add_option("--queue", ta.queue, "Only packets of this NFQUEUE number (needs fentry or kprobe)")->check(non_empty);
 
 	bool features_json_flag = false;
 	auto *features = app.add_subcommand("features", "Report which hooks and backends work on this kernel, and why not");
@@ -567,23 +611,27 @@ int main(int argc, char **argv)
 		"selftest", "Build a collision scenario in private network namespaces, send a burst, and check that "
 			    "the tracer saw every packet the kernel dropped");
 	selftest->add_option("--backend", sa.backend, "auto|fentry|kprobe|tracepoint (default auto)");
-	selftest->add_option("--pairs", sa.pairs, "Colliding flow pairs to send, 1..1000 (default 20)");
-	selftest->add_option("--hold-ms", sa.hold_ms, "How long the test listener holds each packet (default 200)");
+	selftest->add_option("--pairs", sa.pairs, "Colliding flow pairs to send, 1..1000 (default 20)")
+		->check(non_empty);
+	selftest->add_option("--hold-ms", sa.hold_ms, "How long the test listener holds each packet (default 200)")
+		->check(non_empty);
 	selftest->add_flag("--json", sa.json, "One JSON object");
 
 	TraceArgs va;
 	auto *verify = app.add_subcommand(
 		"verify", "Watch for --duration, then one verdict line and a JSON summary comparing what the tracer saw "
 			  "with the kernel's own counters over the same window, per netns");
-	verify->add_option("-d,--duration", va.duration, "How long to watch, e.g. 60s (required)")->required();
-	verify->add_option("--max-drops", va.max_drops, "Unintended drops allowed (confirm and queue drops; default 0)");
+	verify->add_option("-d,--duration", va.duration, "How long to watch, e.g. 60s (required)")
+		->required()
+		->check(duration_ok);
+	verify->add_option("--max-drops", va.max_drops, "Unintended drops allowed (confirm and queue drops; default 0)")->check(non_empty);
 	verify->add_option("--backend", va.backend, "auto|fentry|kprobe|tracepoint (default auto)");
-	verify->add_option("--ringbuf-kb", va.ringbuf_kb, "Ring buffer size in KiB (default 4096)");
-	verify->add_option("--netns", va.netns, "Only this network namespace inode");
-	verify->add_option("--proto", va.proto, "Only this protocol");
-	verify->add_option("--addr", va.addr, "Only flows with this address or prefix");
-	verify->add_option("--port", va.port, "Only flows with this port");
-	verify->add_option("--queue", va.queue, "Only this NFQUEUE number");
+	verify->add_option("--ringbuf-kb", va.ringbuf_kb, "Ring buffer size in KiB (default 4096)")->check(non_empty);
+	verify->add_option("--netns", va.netns, "Only this network namespace inode")->check(non_empty);
+	verify->add_option("--proto", va.proto, "Only this protocol")->check(non_empty);
+	verify->add_option("--addr", va.addr, "Only flows with this address or prefix")->check(non_empty);
+	verify->add_option("--port", va.port, "Only flows with this port")->check(non_empty);
+	verify->add_option("--queue", va.queue, "Only this NFQUEUE number")->check(non_empty);
 	verify->add_flag("--json", va.json, "Also print every event as a JSON line before the verdict");
 
 	app.footer("EXIT CODES\n  0 ok (selftest: tracer and kernel agree; verify: drops within --max-drops and every drop the\n"
@@ -608,7 +656,7 @@ int main(int argc, char **argv)
 	} catch (const CLI::ParseError &e) {
 		if (e.get_exit_code() == 0)
 			return app.exit(e);
-		fprintf(stderr, "ctconfirm-trace: %s (see --help)\n", e.what());
+		fprintf(stderr, "ctconfirm-trace: %s (see --help)\n", escape_control(e.what()).c_str());
 		return kExitUsage;
 	}
 	if (*features)

@@ -153,10 +153,9 @@ Tracer::Tracer(const Plan &plan, const TracerOptions &opts, EventFn on_event) : 
 
 int Tracer::ring_cb(void *ctx, void *data, size_t size)
 {
-	if (size < sizeof(ctct_event))
-		return 0; // cannot happen with one producer layout; never read past the record
 	ctct_event e;
-	memcpy(&e, data, sizeof(e));
+	if (!decode_event(data, size, e))
+		return 0; // cannot happen with one producer layout; never read past the record
 	static_cast<Tracer *>(ctx)->on_event_(e);
 	return 0;
 }

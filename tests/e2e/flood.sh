@@ -10,18 +10,23 @@
 # (events: confirm_drop + clash_resolved + queue_drop; lost: ringbuf_full + the join maps' *_map_full)
 # Prints the kernel's drop rate (Δinsert_failed per second) and what the tracer delivered.
 # Measured (host 6.18, 2 CPUs, tracepoint mode): ~20-35k drops/s; 55 s per run gives about a million.
-# usage: flood.sh BACKEND [SECONDS]     (root; BACKEND: auto|fentry|kprobe|tracepoint)
+# usage: [TINY_SECS=S] [ALLOW_LOSS=1] flood.sh BACKEND [SECONDS]     (root; BACKEND: auto|fentry|kprobe|tracepoint)
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 BACKEND=${1:?backend}
 SECS=${2:-10}
+TINY_SECS=${TINY_SECS:-$SECS} # the tiny ring overflows within a second; the default-ring run is the long one
+# ALLOW_LOSS=1 (the VMs): under emulation userspace cannot format as fast as the emulated kernel drops, so
+# the default ring may overflow too; then every loss must still be counted (events + lost == kernel).
+ALLOW_LOSS=${ALLOW_LOSS:-0}
 HOLD_MS=${HOLD_MS:-20}
 BENCH=${BENCH:-$CTCT_BUILD/bench}
 trap cleanup EXIT INT TERM
 
 flood_run() { # flood_run LABEL [TRACER FLAGS]
-	local label=$1 tag="$BACKEND flood $1"
+	local label=$1 tag="$BACKEND flood $1" secs=$SECS
 	shift
+	[ "$label" = tiny-ring ] && secs=$TINY_SECS
 	topo_up && queue_after_nat || { not_ok "$tag: setup failed"; topo_down; return; }
 	# udp_flood pairs spreads over dports 5000-5099; winners live 5 s so the table stays well below its max.
 	in_ns "$RTR" iptables-nft -t mangle -A CTCTQ -p udp --dport 5001:5099 -j NFQUEUE --queue-num "$QUEUE"
@@ -32,7 +37,7 @@ flood_run() { # flood_run LABEL [TRACER FLAGS]
 	local if0 if1 cr0 cr1 qd0 qd1 ud0 ud1 sent t0 t1
 	if0=$(ct_stat insert_failed) cr0=$(ct_stat clashres) qd0=$(nfq_stat queue_dropped) ud0=$(nfq_stat user_dropped)
 	t0=$(date +%s.%N)
-	read -r sent _ < <(in_ns "$CLI" "$BENCH/udp_flood" send 10.231.2.2 $DPORT "$SECS" pairs)
+	read -r sent _ < <(in_ns "$CLI" "$BENCH/udp_flood" send 10.231.2.2 $DPORT "$secs" pairs)
 	t1=$(date +%s.%N)
 	sleep 2 # listener hold, then the 1 s sweep of drops not seen freed
 	if1=$(ct_stat insert_failed) cr1=$(ct_stat clashres) qd1=$(nfq_stat queue_dropped) ud1=$(nfq_stat user_dropped)
@@ -54,7 +59,7 @@ flood_run() { # flood_run LABEL [TRACER FLAGS]
 	loss_lines=$(grep -c '"type":"loss"' "$WORK/trace.json")
 	echo "# $tag: events by type: $(grep -o '"type":"[a-z_]*"' "$WORK/trace.json" | sort | uniq -c | tr -s ' \n' ' ')"
 	echo "# $tag: sent $sent packets in $(echo "$t1 - $t0" | bc) s; kernel Δinsert_failed+Δclashres+Δqueue_dropped+Δuser_dropped" \
-		"$dif ($(echo "$dif / $SECS" | bc)/s, queue $qdrops); tracer events $events (queue_drop $qevents, sum of" \
+		"$dif ($(echo "$dif / $secs" | bc)/s, queue $qdrops); tracer events $events (queue_drop $qevents, sum of" \
 		"insert_failed_delta $delta_sum), lost $lost (ringbuf_full $ringbuf_full), loss lines $loss_lines"
 	[ "$dif" -gt 0 ] || not_ok "$tag: the kernel produced no drops"
 	check "$tag: per-CPU ringbuf_full adds up to the total" "$lost_cpu" "$ringbuf_full"
@@ -62,6 +67,9 @@ flood_run() { # flood_run LABEL [TRACER FLAGS]
 		check "$tag: events + lost == kernel drops" "$((events + lost))" "$dif"
 		[ "$ringbuf_full" -gt 0 ] && ok "$tag: the ring overflowed ($ringbuf_full)" || not_ok "$tag: the ring did not overflow"
 		[ "$loss_lines" -gt 0 ] && ok "$tag: a loss line was printed ($loss_lines)" || not_ok "$tag: no loss line"
+	elif [ "$ALLOW_LOSS" = 1 ] && [ "$lost" -gt 0 ]; then
+		echo "# $tag: the default ring overflowed too ($lost lost; ALLOW_LOSS=1): checking the accounting only"
+		check "$tag: events + lost == kernel drops" "$((events + lost))" "$dif"
 	else
 		check "$tag: events == kernel drops" "$events" "$dif"
 		check "$tag: queue_drop events == Δqueue_dropped + Δuser_dropped" "$qevents" "$qdrops"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Kernel test of the tracer's life cycle:
 #   SIGKILL: afterwards no program or link it held is left in the kernel, nothing new is pinned in bpffs;
-#   SIGTERM: it ends with a `summary` line and exit status 0;
+#   SIGTERM: it ends with a `summary` line and exit status 0, and libbpf said nothing on stderr;
 #   two instances side by side on the same collision traffic: each reports events == Δinsert_failed.
 # usage: lifecycle.sh BACKEND [PAIRS]     (root; BACKEND: auto|fentry|kprobe|tracepoint)
 set -uo pipefail
@@ -51,6 +51,8 @@ wait "$TRACER_PID"
 check "SIGTERM: exit status" "$?" 0
 TRACER_PID=
 check "SIGTERM: last line is the summary" "$(tail -n 1 "$WORK/trace.json" | jq -r .type)" summary
+# A normal start says nothing from libbpf (a refused object BTF once printed 2400 lines here).
+check "a normal run writes no libbpf lines to stderr" "$(grep -c '^libbpf:' "$WORK/trace.err")" 0
 
 # Two instances on the same traffic
 rm -f "$WORK/second.json"

@@ -28,3 +28,29 @@ TEST(Backend, Names)
 	EXPECT_FALSE(parse_backend("fexit", b));
 	EXPECT_FALSE(parse_backend("", b));
 }
+
+// Found by tests/fuzz/fuzz_duration: 12 digits of hours wrapped around 2^64 into a short duration.
+TEST(Duration, RejectsOverflowInsteadOfWrapping)
+{
+	EXPECT_THROW(parse_duration_ns("999999999999h"), std::invalid_argument);
+	EXPECT_THROW(parse_duration_ns("5124096h"), std::invalid_argument); // 2^64 ns is 5124095.6 h
+	EXPECT_EQ(parse_duration_ns("5124095h"), 5124095ULL * 3600000000000ULL);
+	EXPECT_EQ(parse_duration_ns("999999999999ms"), 999999999999ULL * 1000000ULL);
+}
+
+// Found by tests/fuzz/fuzz_duration: the bad value was echoed raw, so "1\nx" made a two-line error.
+TEST(Duration, ErrorIsOneLine)
+{
+	try {
+		parse_duration_ns("1\n\x1b[2Jx");
+		FAIL();
+	} catch (const std::invalid_argument &e) {
+		EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos);
+		EXPECT_NE(std::string(e.what()).find("1\\n\\x1b[2Jx"), std::string::npos) << e.what();
+	}
+}
+
+TEST(EscapeControl, OnlyControlBytes)
+{
+	EXPECT_EQ(escape_control("a b\tc\n\x7f\xc3\xa9"), "a b\\tc\\n\\x7f\xc3\xa9");
+}

@@ -1,5 +1,7 @@
 #include <arpa/inet.h>
+#include <array>
 #include <cstring>
+#include <random>
 #include <gtest/gtest.h>
 #include "format.hpp"
 
@@ -133,6 +135,46 @@ TEST(Format, NotFreedDropHasNullReason)
 	EXPECT_TRUE(j["drop"]["reason"].is_null());
 }
 
+// A refused packet never got an id or a verdict; a queue number from the queue's counters (tracepoint
+// mode) has no hook. Those fields are null, not "0" and "drop" and "prerouting" (seen before this test).
+TEST(Format, QueueDropSaysWhatTheQueueDidNotKnow)
+{
+	ctct_event e = clash_drop();
+	e.type = CTCT_EV_QUEUE_DROP;
+	e.cause = CTCT_CAUSE_QUEUE_FULL;
+	e.flags = CTCT_F_LOSER_QUEUED | CTCT_F_FREED;
+	e.source = CTCT_SRC_FREE_LOCATION;
+	e.loser_queue = {};
+	e.loser_queue.queue_num = 3;
+	auto j = event_json(e, ctx());
+	EXPECT_EQ(j["queue"]["num"], 3);
+	EXPECT_TRUE(j["queue"]["hook"].is_null());
+	EXPECT_TRUE(j["queue"]["packet_id"].is_null());
+	EXPECT_TRUE(j["queue"]["verdict"].is_null());
+	EXPECT_TRUE(j["enqueue_error"].is_null());
+	EXPECT_EQ(j["drop"]["freed"], true);
+	EXPECT_EQ(event_text(e, ctx()).find(" id="), std::string::npos);
+
+	e.source = CTCT_SRC_QUEUE_HOOK; // the enqueue hook saw it: hook known, still no id or verdict
+	e.loser_queue.hook = 4;
+	e.enqueue_error = -105;
+	j = event_json(e, ctx());
+	EXPECT_EQ(j["queue"]["hook"], "postrouting");
+	EXPECT_TRUE(j["queue"]["verdict"].is_null());
+	EXPECT_EQ(j["enqueue_error"], -105);
+
+	e.type = CTCT_EV_VERDICT_DROP; // the listener had it
+	e.cause = CTCT_CAUSE_LISTENER_VERDICT;
+	e.loser_queue.packet_id = 9;
+	j = event_json(e, ctx());
+	EXPECT_EQ(j["queue"]["packet_id"], 9);
+	EXPECT_EQ(j["queue"]["verdict"], "drop");
+	EXPECT_FALSE(j.contains("enqueue_error"));
+	std::string fast;
+	append_event_json_line(fast, e, ctx());
+	EXPECT_EQ(fast, j.dump());
+}
+
 TEST(Format, ClashResolvedHasNoDropObject)
 {
 	ctct_event e = clash_drop();
@@ -162,4 +204,118 @@ TEST(Format, QueueLatencyGuards)
 	q.reinject_ns = 25;
 	EXPECT_EQ(queue_latency_ns(q, 0, CTCT_F_LOSER_QUEUED), -1);
 	EXPECT_EQ(queue_latency_ns(q, CTCT_F_LOSER_QUEUED, CTCT_F_LOSER_QUEUED), 15);
+}
+
+// Found by tests/fuzz/fuzz_event (UBSan): ts_ns + realtime offset was a signed add that overflows for a
+// corrupt or far-future ts_ns; it now wraps as the u64 clock does.
+TEST(Format, WallClockDoesNotOverflow)
+{
+	EXPECT_EQ(wall_clock_ns(~0ULL, 2), 1);
+	EXPECT_EQ(wall_clock_ns(0x7fffffffffffffffULL, 1), INT64_MIN);
+	ctct_event e = clash_drop();
+	e.ts_ns = ~0ULL;
+	FormatContext c = ctx();
+	c.realtime_offset_ns = INT64_MAX;
+	EXPECT_NO_THROW(event_json(e, c).dump());
+	EXPECT_FALSE(event_text(e, c).empty());
+}
+
+// Found by tests/fuzz/fuzz_event: before 1970 the fraction printed as ".-00000001Z".
+TEST(Format, Iso8601BeforeEpoch)
+{
+	EXPECT_EQ(iso8601_ns(-1), "1969-12-31T23:59:59.999999999Z");
+	EXPECT_EQ(iso8601_ns(-1'000'000'000LL), "1969-12-31T23:59:59.000000000Z");
+	EXPECT_EQ(iso8601_ns(INT64_MIN), "1677-09-21T00:12:43.145224192Z");
+}
+
+// Found by tests/fuzz/fuzz_event: a drop reason or symbol name with a newline split one event over two
+// text lines (JSON escaped it already).
+TEST(Format, TextLineStaysOneLine)
+{
+	FormatContext c = ctx();
+	c.drop_reason_name = [](uint32_t) { return std::string("EVIL\nNAME\x1b[2J"); };
+	c.symbolize = [](uint64_t) { return std::string("f\r+0x1"); };
+	std::string s = event_text(clash_drop(), c);
+	EXPECT_EQ(s.find_first_of("\n\r\x1b"), std::string::npos) << s;
+	EXPECT_NE(s.find("reason=EVIL\\nNAME\\x1b[2J at f\\x0d+0x1"), std::string::npos) << s;
+}
+
+// The hot path writes the JSON line by hand; it must be byte for byte what main.cpp printed before
+// (event_json().dump() with error_handler_t::replace): field names, order, number and null rendering,
+// string escaping. Random events (random bytes, and realistic ones with random flags, families,
+// protocols) and context strings with quotes, control bytes and invalid UTF-8.
+TEST(Format, FastJsonLineEqualsEventJsonDump)
+{
+	std::mt19937_64 rng(7);
+	const std::string names[] = {"NETFILTER_DROP", "", "q\"uote\\back", "nl\nesc\x1b", "caf\xc3\xa9", "bad\xff\xfe utf8",
+				     "\x7f", std::string("nul\0in", 6)};
+	for (int i = 0; i < 20000; i++) {
+		ctct_event e;
+		if (i % 2) {
+			auto *b = reinterpret_cast<uint8_t *>(&e);
+			for (size_t k = 0; k < sizeof(e); k++)
+				b[k] = rng();
+			if (i % 4 == 1) { // keep some random events close to real ones
+				e.type = 1 + rng() % 5;
+				e.source = 1 + rng() % 4;
+			}
+		} else {
+			e = clash_drop();
+			e.flags = rng() % 64;
+			e.type = rng() % 7;
+			e.source = rng() % 5;
+			e.cause = rng() % 11;
+			e.enqueue_error = rng() % 3 ? -(int32_t)(rng() % 120) : 0;
+			for (ctct_tuple *t : {&e.loser.orig, &e.loser.reply, &e.winner.orig, &e.winner.reply}) {
+				t->l3num = std::array<uint8_t, 3>{AF_INET, AF_INET6, 7}[rng() % 3];
+				t->protonum = std::array<uint8_t, 6>{IPPROTO_UDP, IPPROTO_TCP, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_GRE, 200}[rng() % 6];
+				t->src[rng() % 16] = rng();
+			}
+			e.winner_confirm_ns = e.ts_ns + (int64_t)(rng() % 3) - 1;
+			e.loser_queue.reinject_ns = rng() % 3 ? e.loser_queue.reinject_ns : 0;
+		}
+		FormatContext c;
+		c.realtime_offset_ns = (int64_t)rng();
+		if (i % 3) {
+			std::string r = names[rng() % 8], l = names[rng() % 8];
+			c.drop_reason_name = [r](uint32_t) { return r; };
+			c.symbolize = [l](uint64_t) { return l; };
+		}
+		std::string fast;
+		append_event_json_line(fast, e, c);
+		ASSERT_EQ(fast, event_json(e, c).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)) << i;
+	}
+}
+
+// The hand-written IPv6 text in the JSON line must be inet_ntop's: zero runs, ties, ends, v4-mapped.
+TEST(Format, FastJsonIpv6MatchesInetNtop)
+{
+	std::mt19937_64 rng(11);
+	FormatContext c;
+	for (int i = 0; i < 200000; i++) {
+		ctct_event e = {};
+		e.type = CTCT_EV_CLASH_RESOLVED;
+		ctct_tuple &t = e.loser.orig;
+		t.l3num = AF_INET6;
+		for (int g = 0; g < 8; g++) { // mostly zero groups, so every run shape shows up
+			uint16_t v = rng() % 3 ? 0 : (rng() % 4 ? 1 + rng() % 0xffff : 0xffff);
+			t.src[2 * g] = v >> 8;
+			t.src[2 * g + 1] = v & 0xff;
+		}
+		std::string line;
+		append_event_json_line(line, e, c);
+		std::string want = "\"src\":\"" + addr_to_string(t.src, AF_INET6) + "\"";
+		ASSERT_NE(line.find(want), std::string::npos) << want << " in " << line;
+	}
+	for (const char *a : {"::", "::1", "1::", "::ffff:1.2.3.4", "::1.2.3.4", "1:0:0:2:0:0:0:3", "1:0:0:2:0:0:3:4",
+			      "fd00:231:1::2", "0:0:1::", "::ffff:0:1.2.3.4", "64:ff9b::1.2.3.4"}) {
+		ctct_event e = {};
+		e.type = CTCT_EV_CLASH_RESOLVED;
+		e.loser.orig.l3num = AF_INET6;
+		ASSERT_EQ(inet_pton(AF_INET6, a, e.loser.orig.src), 1) << a;
+		std::string line;
+		append_event_json_line(line, e, c);
+		std::string want = "\"src\":\"" + addr_to_string(e.loser.orig.src, AF_INET6) + "\"";
+		EXPECT_NE(line.find(want), std::string::npos) << want << " in " << line;
+	}
 }

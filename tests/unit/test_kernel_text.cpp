@@ -79,3 +79,38 @@ TEST(Kallsyms, HiddenAddresses)
 	EXPECT_TRUE(k.has_function("nfqnl_reinject"));
 	EXPECT_EQ(k.symbolize(0xffffffff81a01010ULL), "0xffffffff81a01010");
 }
+
+// Found by tests/fuzz/fuzz_nfqueue: std::stoul stopped at trailing bytes ("1\0\0" read as 1) and also took
+// "-1" (wrapping) and 2^32 (narrowed to 0 in a u32).
+TEST(Nfqueue, RejectsSignsAndOutOfRange)
+{
+	const char *good = "    3  12345     0 2 65531     0     0        7  1\n";
+	ASSERT_EQ(parse_nfqueue(good).size(), 1u);
+	for (const char *bad : {"   -1  12345     0 2 65531     0     0        7  1\n",
+				" 4294967296  12345     0 2 65531     0     0        7  1\n",
+				"    3  +1     0 2 65531     0     0        7  1\n",
+				"    3  12345     0 2 65531x     0     0        7  1\n",
+				"    3  12345     0 2 65531     0     0  18446744073709551616  1\n"})
+		EXPECT_THROW(parse_nfqueue(bad), std::runtime_error) << bad;
+	EXPECT_EQ(parse_nfqueue("4294967295 0 0 0 0 0 0 18446744073709551615\n")[0].queue_num, 4294967295u);
+}
+
+// Found by tests/fuzz/fuzz_conntrack_stat: "-000000b" was read as 2^64-11 and summed.
+TEST(ConntrackStat, RejectsSignedAndPrefixedNumbers)
+{
+	EXPECT_THROW(parse_conntrack_stat("entries insert_failed\n1 -1\n"), std::runtime_error);
+	EXPECT_THROW(parse_conntrack_stat("entries insert_failed\n1 0x1\n"), std::runtime_error);
+	EXPECT_THROW(parse_conntrack_stat("entries insert_failed\n1 11111111111111111\n"), std::runtime_error);
+	EXPECT_EQ(parse_conntrack_stat("entries insert_failed\n1 ffffffffffffffff\n").totals()["insert_failed"],
+		  ~0ULL);
+}
+
+TEST(Kallsyms, ModuleNeedsClosingBracketAndAddressMustBeHex)
+{
+	auto k = Kallsyms::parse("ffffffffc0001000 t nfqnl_reinject\t[nfnetlink_queue]\n"
+				 "-ffffffff81000000 T bogus\n"
+				 "ffffffffc0002000 t half\t[nfnetlink\n");
+	EXPECT_EQ(k.module_of("nfqnl_reinject"), "nfnetlink_queue");
+	EXPECT_FALSE(k.has_function("bogus"));
+	EXPECT_EQ(k.module_of("half"), "");
+}

@@ -41,5 +41,8 @@ for backend in fentry kprobe tracepoint; do
 		bash "$here/e2e/queue_losses.sh" "$backend" "$PAIRS"
 done
 suite "fentry: verify, stats, --group flow" bash "$here/e2e/verify.sh" fentry 5
+suite "fentry: lifecycle" bash "$here/e2e/lifecycle.sh" fentry
+# emulated CPUs: the default ring may overflow too; every loss must be counted
+suite "fentry: flood" env ALLOW_LOSS=1 TINY_SECS=3 bash "$here/e2e/flood.sh" fentry 5
 echo "$(uname -r): $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

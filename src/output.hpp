@@ -1,0 +1,38 @@
+// Whole-line output for JSON lines and text events: a reader of the pipe never sees half a line from us,
+// and a closed pipe is an error we report, not a SIGPIPE that kills the tracer mid-summary.
+#pragma once
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace ctct {
+
+class LineWriter {
+public:
+	// fd is not owned. Lines are buffered and written once the buffer holds flush_bytes or on flush().
+	explicit LineWriter(int fd, size_t flush_bytes = 64 * 1024);
+	~LineWriter(); // best-effort flush
+	LineWriter(const LineWriter &) = delete;
+	LineWriter &operator=(const LineWriter &) = delete;
+
+	// One line without its '\n' (appended here). A stray '\n' inside is written as the two characters
+	// "\n" so that one call is always exactly one line. Returns false once the output has failed.
+	bool write_line(std::string_view line);
+	// write(2) everything buffered: complete lines only, retrying partial writes, EINTR and EAGAIN.
+	bool flush();
+	// The output failed (EPIPE: the reader went away, or another errno): nothing more will be written.
+	bool failed() const { return errno_ != 0; }
+	int error_number() const { return errno_; }
+	std::string error() const; // "write to stdout: Broken pipe"
+
+	// The tracer must see EPIPE from write(2) instead of dying on SIGPIPE; call once before writing.
+	static void ignore_sigpipe();
+
+private:
+	int fd_;
+	size_t flush_bytes_;
+	std::string buf_;
+	int errno_ = 0;
+};
+
+} // namespace ctct
