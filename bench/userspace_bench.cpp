@@ -1,5 +1,5 @@
 // Userspace throughput of the tracer's hot path, without a kernel: realistic ctct_event records laid out
-// as in the ring buffer -> decode_event (what Tracer::ring_cb does) -> Summary::add -> event_json dump
+// as in the ring buffer -> decode_event (what Tracer::ring_cb does) -> Summary::add, EventTally::add -> JSON line
 // (exactly as main.cpp) -> LineWriter to /dev/null or a real file. Plus each stage alone, and RSS over a
 // long run. Run: bench/run_userspace.sh
 #include <arpa/inet.h>
@@ -12,6 +12,7 @@
 #include <string>
 #include <unistd.h>
 #include <vector>
+#include "accounting.hpp"
 #include "format.hpp"
 #include "kernel_text.hpp"
 #include "output.hpp"
@@ -180,6 +181,7 @@ void BM_Pipeline(benchmark::State &state)
 	int fd = open_sink(real_file, path);
 	FormatContext ctx = context();
 	Summary summary;
+	EventTally tally;
 	size_t bytes = 0, i = 0;
 	{
 		LineWriter out(fd);
@@ -187,6 +189,7 @@ void BM_Pipeline(benchmark::State &state)
 			ctct_event e;
 			decode_event(record(i++), sizeof(ctct_event), e);
 			summary.add(e);
+			tally.add(e); // Session::on_event's bookkeeping (stats, verify)
 			std::string nl;
 			const std::string &line = nlohmann_path ? (nl = json_line_nlohmann(e, ctx)) : json_line(e, ctx);
 			bytes += line.size() + 1;
@@ -299,6 +302,7 @@ void BM_LongRunRss(benchmark::State &state)
 	int fd = open("/dev/null", O_WRONLY);
 	for (auto _ : state) {
 		Summary summary;
+		EventTally tally;
 		LineWriter out(fd);
 		state.counters["rss_start_kb"] = rss_kb();
 		for (size_t i = 0; i < total; i++) {
@@ -306,6 +310,7 @@ void BM_LongRunRss(benchmark::State &state)
 			decode_event(record(i), sizeof(ctct_event), e);
 			e.ts_ns += i * 1000; // distinct times, as a real run
 			summary.add(e);
+			tally.add(e);
 			out.write_line(json_line(e, ctx));
 			if (i % 4096 == 0)
 				out.flush();

@@ -5,6 +5,43 @@
 
 namespace ctct {
 
+void EventTally::add(const ctct_event &e)
+{
+	size_t type = e.type < kTypes ? e.type : 0;
+	interval_[type]++;
+	if (!last_ || last_netns_ != e.netns_ino) {
+		last_ = &netns_[e.netns_ino];
+		last_netns_ = e.netns_ino;
+	}
+	last_->by_type[type]++;
+	if (e.type == CTCT_EV_QUEUE_DROP)
+		last_->queue_drop_by_cause[e.cause < kCauses ? e.cause : 0]++;
+}
+
+std::map<std::string, uint64_t> EventTally::interval() const
+{
+	std::map<std::string, uint64_t> m;
+	for (size_t t = 0; t < kTypes; t++)
+		if (interval_[t])
+			m[t ? event_type_name(t) : "unknown"] += interval_[t];
+	return m;
+}
+
+std::map<uint32_t, SeenCounts> EventTally::seen() const
+{
+	std::map<uint32_t, SeenCounts> out;
+	for (const auto &[ns, p] : netns_) {
+		SeenCounts &s = out[ns];
+		for (size_t t = 0; t < kTypes; t++)
+			if (p.by_type[t])
+				s.by_type[t ? event_type_name(t) : "unknown"] += p.by_type[t];
+		for (size_t c = 0; c < kCauses; c++)
+			if (p.queue_drop_by_cause[c])
+				s.queue_drop_by_cause[cause_name(c)] += p.queue_drop_by_cause[c];
+	}
+	return out;
+}
+
 void QueueDropClassifier::observe(uint32_t netns, const std::vector<QueueStat> &now)
 {
 	auto first = last_.find(netns) == last_.end();

@@ -1,6 +1,7 @@
 // Joins what the tracer saw with what the kernel counted: the class of tracepoint-mode queue drops,
 // the per-flow view (--group flow) and the verify verdict. Pure logic, unit-tested without a kernel.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -66,6 +67,28 @@ private:
 struct SeenCounts {
 	std::map<std::string, uint64_t> by_type;
 	std::map<std::string, uint64_t> queue_drop_by_cause;
+};
+
+// The session's per-event bookkeeping: events by type this interval (stats) and per netns by type and
+// queue-drop cause (verify). On the hot path, so fixed arrays and a one-netns cache; names only when read.
+class EventTally {
+public:
+	void add(const ctct_event &e);
+	std::map<std::string, uint64_t> interval() const; // by type name, non-zero only
+	void new_interval() { interval_ = {}; }
+	std::map<uint32_t, SeenCounts> seen() const;
+	bool saw(uint32_t netns) const { return netns_.count(netns) != 0; }
+
+private:
+	static constexpr size_t kTypes = 8, kCauses = 16; // enum ctct_event_type, ctct_cause (bucket 0: other)
+	struct PerNetns {
+		std::array<uint64_t, kTypes> by_type{};
+		std::array<uint64_t, kCauses> queue_drop_by_cause{};
+	};
+	std::array<uint64_t, kTypes> interval_{};
+	std::map<uint32_t, PerNetns> netns_;
+	uint32_t last_netns_ = 0;
+	PerNetns *last_ = nullptr; // std::map nodes stay put
 };
 
 struct VerifyOutcome {

@@ -204,8 +204,7 @@ private:
 	FlowTable flows_;
 	QueueDropClassifier classifier_;
 	std::map<uint32_t, std::string> netns_paths_;
-	std::map<uint32_t, SeenCounts> seen_;
-	std::map<std::string, uint64_t> interval_events_;
+	EventTally tally_;
 	CountersByNetns counters_start_, counters_prev_;
 	std::unique_ptr<Tracer> tracer_;
 	std::map<uint64_t, std::vector<SocketOwner>> owners_; // socket inode -> processes, scanned once per socket
@@ -278,11 +277,7 @@ void Session::on_event(ctct_event e)
 	if (e.type == CTCT_EV_QUEUE_DROP && e.cause == CTCT_CAUSE_UNKNOWN)
 		classify_queue_drop(e);
 	summary_.add(e);
-	std::string type = event_type_name(e.type);
-	interval_events_[type]++;
-	seen_[e.netns_ino].by_type[type]++;
-	if (e.type == CTCT_EV_QUEUE_DROP)
-		seen_[e.netns_ino].queue_drop_by_cause[cause_name(e.cause)]++;
+	tally_.add(e);
 	if (a_.group == "flow") {
 		flows_.add(e);
 		return;
@@ -317,7 +312,7 @@ nlohmann::json Session::listener_json(const NetnsCounters &c, const QueueStat &q
 nlohmann::json Session::stats_record(const CountersByNetns &now, double interval_s)
 {
 	nlohmann::json j = {{"type", "stats"}, {"schema", CTCT_SCHEMA_VERSION}, {"time", iso8601_ns(monotonic_ns() + ctx_.realtime_offset_ns)},
-			    {"interval_s", interval_s}, {"events", interval_events_}};
+			    {"interval_s", interval_s}, {"events", tally_.interval()}};
 	nlohmann::json total;
 	for (const char *t : {"confirm_drop", "clash_resolved", "verdict_drop", "queue_drop", "queue_bypass"})
 		total[t] = summary_.count(t);
@@ -361,7 +356,7 @@ nlohmann::json Session::stats_record(const CountersByNetns &now, double interval
 			interesting = true;
 		}
 		n["queues"] = qs;
-		if (interesting || seen_.count(ns))
+		if (interesting || tally_.saw(ns))
 			per.push_back(n);
 	}
 	j["netns"] = per;
@@ -496,7 +491,7 @@ int Session::run()
 				out_.write_line("stats: events " + st["events"].dump() + " kernel " + st["netns"].dump());
 			}
 			counters_prev_ = counters;
-			interval_events_.clear();
+			tally_.new_interval();
 			last_stats = now;
 		}
 		flush_or_die();
@@ -534,7 +529,7 @@ int Session::run()
 		for (int i = 0; i < CTCT_CNT_MAX; i++)
 			if (counter_is_loss(i))
 				losses[names[i]] = last[i];
-		VerifyOutcome v = evaluate_verify(w, seen_, losses, max_drops, elapsed_s);
+		VerifyOutcome v = evaluate_verify(w, tally_.seen(), losses, max_drops, elapsed_s);
 		if (a_.json)
 			emit(summary_json());
 		out_.write_line(v.verdict);

@@ -187,3 +187,37 @@ TEST(Format, NewEventTypes)
 	EXPECT_TRUE(event_is_drop(CTCT_EV_VERDICT_DROP));
 	EXPECT_FALSE(event_is_drop(CTCT_EV_QUEUE_BYPASS));
 }
+
+TEST(EventTally, ByTypePerIntervalAndByNetnsForVerify)
+{
+	EventTally t;
+	ctct_event e = {};
+	e.netns_ino = 7;
+	e.type = CTCT_EV_CONFIRM_DROP;
+	t.add(e);
+	t.add(e);
+	e.type = CTCT_EV_QUEUE_DROP;
+	e.cause = CTCT_CAUSE_QUEUE_FULL;
+	t.add(e);
+	e.netns_ino = 9; // another netns, then back: the one-netns cache must not mix them up
+	e.cause = CTCT_CAUSE_NO_LISTENER;
+	t.add(e);
+	e.netns_ino = 7;
+	e.type = 200; // a type this build does not know still counts
+	t.add(e);
+	auto i = t.interval();
+	EXPECT_EQ(i["confirm_drop"], 2u);
+	EXPECT_EQ(i["queue_drop"], 2u);
+	EXPECT_EQ(i["unknown"], 1u);
+	EXPECT_EQ(i.size(), 3u);
+	auto s = t.seen();
+	EXPECT_EQ(s[7].by_type["confirm_drop"], 2u);
+	EXPECT_EQ(s[7].queue_drop_by_cause["queue_full"], 1u);
+	EXPECT_EQ(s[9].queue_drop_by_cause["no_listener"], 1u);
+	EXPECT_EQ(s[9].by_type.count("confirm_drop"), 0u);
+	EXPECT_TRUE(t.saw(9));
+	EXPECT_FALSE(t.saw(8));
+	t.new_interval();
+	EXPECT_TRUE(t.interval().empty());
+	EXPECT_EQ(t.seen()[7].by_type["confirm_drop"], 2u); // verify's counts span the whole run
+}
