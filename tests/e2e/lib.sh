@@ -157,7 +157,9 @@ family_addrs() {
 send_traffic() {
 	family_addrs "$1"
 	rm -f "$WORK/recv.out"
-	in_ns "$SRV" "$HELPERS/udp_burst" recv "$DST" $DPORT 3000 >"$WORK/recv.out" &
+	# the receiver stops after RECV_IDLE_MS without a datagram, counted from when it is ready: a case
+	# whose listener holds packets must allow for the hold plus the send (slow under emulation)
+	in_ns "$SRV" "$HELPERS/udp_burst" recv "$DST" $DPORT "${RECV_IDLE_MS:-3000}" >"$WORK/recv.out" &
 	local rpid=$! i src sport sent
 	local -a sources=()
 	for i in $(seq 50); do grep -q ready "$WORK/recv.out" 2>/dev/null && break; sleep 0.1; done

@@ -36,7 +36,7 @@ case_run() { # case_run NAME LISTENER_ARGS|none SPORT_BASE [tracer flags...]
 	fi
 	QD0=$(nfq_stat queue_dropped) UD0=$(nfq_stat user_dropped) IF0=$(ct_stat insert_failed)
 	start_tracer "$BACKEND" "$@" || { not_ok "$TAG: tracer did not start"; topo_down; return 1; }
-	read -r SENT RECV < <(burst "$base")
+	read -r SENT RECV < <(RECV_IDLE_MS=${RECV_IDLE_MS:-3000} burst "$base")
 	sleep 1.5
 	# read the queue's counters while its listener is still bound (they vanish with it)
 	QD1=$(nfq_stat queue_dropped) UD1=$(nfq_stat user_dropped) IF1=$(ct_stat insert_failed)
@@ -60,15 +60,12 @@ fi
 topo_down
 
 # 2. queue full: 4 slots, held 1 s, a burst of FLOWS
-if case_run "queue full" "1000 --maxlen 4" 42000; then
-	if [ "$LOST" != $((FLOWS - 4)) ] && uname -r | grep -q '^6\.1\.'; then
-		# Seen on Debian 6.1.192 (kprobe run under load): the 4 packets the listener accepted after its
-		# hold did not reach the server and no loss event named them. Not understood yet; reported, and
-		# the tracer-vs-kernel checks below stay strict.
-		echo "xfail - $TAG: lost $LOST, expected $((FLOWS - 4)) (known on 6.1, the held packets vanished unseen)"
-	else
-		check "$TAG: lost == FLOWS - 4" "$LOST" $((FLOWS - 4))
-	fi
+# The receiver counts until RECV_IDLE_MS pass without a datagram, from when it is ready; here the first
+# datagram comes only after the send and the 1 s hold. With the default 3 s, one run on 6.1 under TCG
+# with kprobes (host heavily loaded) saw all 20 lost and no event for the 4 accepted ones: most likely
+# the receiver had given up before they came. 8 s here.
+if RECV_IDLE_MS=8000 case_run "queue full" "1000 --maxlen 4" 42000; then
+	check "$TAG: lost == FLOWS - 4" "$LOST" $((FLOWS - 4))
 	check "$TAG: Δqueue_dropped == queue-full packets" "$DQD" $((FLOWS - 4))
 	check "$TAG: queue_drop/queue_full events == Δqueue_dropped" "$(count_events queue_drop queue_full)" "$DQD"
 	check "$TAG: no other queue_drop causes" "$(count_events queue_drop)" "$DQD"
