@@ -111,6 +111,7 @@ enum ctct_counter {
 	CTCT_CNT_CONFIRM_EXIT_UNMATCHED, /* confirm exit without its entry record */
 	CTCT_CNT_UNSEEDED_BASELINE,   /* tracepoint mode: first look at a netns not seeded at start */
 	CTCT_CNT_ENQUEUE_MAP_FULL,    /* enqueue in flight (for its return value) could not be stored */
+	CTCT_CNT_BASELINE_MAP_FULL,   /* tracepoint mode: a netns' insert_failed baseline could not be stored */
 	CTCT_CNT_EVENTS,              /* events submitted */
 	CTCT_CNT_MAX,
 };

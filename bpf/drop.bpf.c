@@ -142,7 +142,11 @@ static __always_inline int detect(struct sk_buff *skb, __u64 location, __u32 rea
 	} else {
 		/* a netns the loader did not seed (created after start): this first look is the baseline */
 		count(CTCT_CNT_UNSEEDED_BASELINE);
-		bpf_map_update_elem(&baselines, &key, &cur, BPF_ANY);
+		/* without a stored baseline every later drop there would look like a new failure: say nothing */
+		if (bpf_map_update_elem(&baselines, &key, &cur, BPF_NOEXIST) && !bpf_map_lookup_elem(&baselines, &key)) {
+			count(CTCT_CNT_BASELINE_MAP_FULL);
+			return detect_by_location(skb, key, location, reason);
+		}
 	}
 	if (cur <= prev)
 		return detect_by_location(skb, key, location, reason);

@@ -31,9 +31,13 @@ uint64_t monotonic_ns()
 
 std::vector<std::string> counter_names()
 {
-	// order of enum ctct_counter
-	return {"ringbuf_full", "queue_map_full", "inflight_map_full", "pending_map_full", "winner_map_full",
-		"confirm_exit_unmatched", "unseeded_baseline", "events"};
+	// order of enum ctct_counter; the assert catches a counter added to one side only (enqueue_map_full
+	// was once reported under the name "events")
+	static const char *const names[] = {"ringbuf_full", "queue_map_full", "inflight_map_full", "pending_map_full",
+					    "winner_map_full", "confirm_exit_unmatched", "unseeded_baseline",
+					    "enqueue_map_full", "baseline_map_full", "events"};
+	static_assert(sizeof(names) / sizeof(names[0]) == CTCT_CNT_MAX, "one name per enum ctct_counter");
+	return {std::begin(names), std::end(names)};
 }
 
 bool counter_is_loss(int idx)
