@@ -36,6 +36,8 @@ CTCT_GLOBAL const volatile __u32 targ_netns;     /* only this netns inode; 0: al
 CTCT_GLOBAL const volatile __u8 detect_at_free;  /* tracepoint mode: classify drops in kfree_skb */
 CTCT_GLOBAL const volatile __u32 nr_cpus;        /* possible CPUs */
 CTCT_GLOBAL const volatile __u8 have_resolve_hook; /* nf_ct_resolve_clash is attached */
+/* nfqnl_enqueue_packet's return is an fexit, which sees the arguments: no per-task record at entry */
+CTCT_GLOBAL const volatile __u8 enqueue_exit_has_args;
 /* Flow filters (--proto, --addr, --port, --queue): an event is kept only if its flow matches. */
 CTCT_GLOBAL const volatile __u8 targ_proto;       /* IPPROTO_*; 0: all */
 CTCT_GLOBAL const volatile __u16 targ_port;       /* network order; either end of either tuple; 0: all */

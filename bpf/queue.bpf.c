@@ -30,6 +30,8 @@ static __always_inline int handle_enqueue(struct nf_queue_entry *entry, __u32 qu
 	q.pf = BPF_CORE_READ(entry, state.pf);
 	if (bpf_map_update_elem(&queued, &skb, &q, BPF_ANY))
 		count(CTCT_CNT_QUEUE_MAP_FULL);
+	if (enqueue_exit_has_args)
+		return 0;
 	rec.skb = skb;
 	rec.start_ns = q.enqueue_ns;
 	rec.netns_ino = netns;
@@ -51,50 +53,71 @@ static __always_inline __u32 enqueue_cause(int ret)
 	return CTCT_CAUSE_ENQUEUE_ERROR;
 }
 
-static __always_inline int handle_enqueue_exit(int ret)
+/* A failed enqueue: the event waits in enqueue_failed (per task) for nf_queue() to free the skb (a drop)
+ * or for the packet to go on (bypass). */
+static __always_inline void enqueue_failure(__u64 task, __u64 skbv, __u32 netns, __u32 queuenum, __u64 start_ns,
+					    int ret)
 {
-	__u64 key = task_key();
-	struct enqueuing_rec *rec = bpf_map_lookup_elem(&enqueuing, &key);
-	struct enqueue_failure *w;
+	struct enqueue_failure *w = scratch_wrapper();
 	struct ctct_event *e;
 	struct ctct_queue *q;
-	struct sk_buff *skb;
 
-	if (!rec)
-		return 0;
-	if (ret >= 0)
-		goto out;
-	w = scratch_wrapper();
 	if (!w)
-		goto out;
+		return;
 	e = &w->ev;
-	skb = (struct sk_buff *)rec->skb;
-	w->skb = rec->skb;
+	w->skb = skbv;
 	e->type = CTCT_EV_QUEUE_DROP;
 	e->cause = enqueue_cause(ret);
 	e->source = CTCT_SRC_QUEUE_HOOK;
 	e->ts_ns = bpf_ktime_get_ns();
 	e->cpu = bpf_get_smp_processor_id();
-	e->netns_ino = rec->netns_ino;
+	e->netns_ino = netns;
 	e->enqueue_error = ret;
-	fill_flow(e, skb);
-	q = bpf_map_lookup_elem(&queued, &rec->skb);
+	fill_flow(e, (struct sk_buff *)skbv);
+	q = bpf_map_lookup_elem(&queued, &skbv);
 	if (q) {
 		e->loser_queue = *q;
-		bpf_map_delete_elem(&queued, &rec->skb);
+		bpf_map_delete_elem(&queued, &skbv);
 	} else {
-		e->loser_queue.queue_num = rec->queue_num;
-		e->loser_queue.enqueue_ns = rec->start_ns;
+		e->loser_queue.queue_num = queuenum;
+		e->loser_queue.enqueue_ns = start_ns;
 	}
 	e->flags |= CTCT_F_LOSER_QUEUED;
 	if (!keep(e))
-		goto out;
-	if (bpf_map_update_elem(&enqueue_failed, &key, w, BPF_ANY)) {
+		return;
+	if (bpf_map_update_elem(&enqueue_failed, &task, w, BPF_ANY)) {
 		count(CTCT_CNT_PENDING_MAP_FULL);
 		submit(e);
 	}
-out:
+}
+
+/* kretprobe: only the return value; the entry probe left the arguments in enqueuing */
+static __always_inline int handle_enqueue_exit(int ret)
+{
+	__u64 key = task_key();
+	struct enqueuing_rec *rec = bpf_map_lookup_elem(&enqueuing, &key);
+
+	if (!rec)
+		return 0;
+	if (ret < 0)
+		enqueue_failure(key, rec->skb, rec->netns_ino, rec->queue_num, rec->start_ns, ret);
 	bpf_map_delete_elem(&enqueuing, &key);
+	return 0;
+}
+
+/* fexit: arguments and return value together; a queued packet costs one comparison here */
+static __always_inline int handle_enqueue_exit_args(struct nf_queue_entry *entry, __u32 queuenum, int ret)
+{
+	__u32 netns;
+
+	if (ret >= 0)
+		return 0;
+	netns = BPF_CORE_READ(entry, state.net, ns.inum);
+	if (targ_netns && netns != targ_netns)
+		return 0;
+	if (targ_queue_set && queuenum != targ_queue)
+		return 0;
+	enqueue_failure(task_key(), (__u64)BPF_CORE_READ(entry, skb), netns, queuenum, bpf_ktime_get_ns(), ret);
 	return 0;
 }
 
@@ -178,7 +201,7 @@ int BPF_KPROBE(enqueue_kprobe, struct nf_queue_entry *entry, unsigned int queuen
 SEC("fexit")
 int BPF_PROG(enqueue_fexit, struct nf_queue_entry *entry, unsigned int queuenum, int ret)
 {
-	return handle_enqueue_exit(ret);
+	return enqueue_exit_has_args ? handle_enqueue_exit_args(entry, queuenum, ret) : handle_enqueue_exit(ret);
 }
 
 SEC("kretprobe")

@@ -124,6 +124,8 @@ Tracer::Tracer(const Plan &plan, const TracerOptions &opts, EventFn on_event) : 
 	for (const auto &h : plan.hooks)
 		if (h.hook == "resolve_clash")
 			skel_->rodata->have_resolve_hook = 1;
+		else if (h.hook == "enqueue_return" && h.attach == Attach::Fentry)
+			skel_->rodata->enqueue_exit_has_args = 1;
 	const FlowFilter &f = opts.filter;
 	skel_->rodata->targ_proto = f.proto;
 	skel_->rodata->targ_port = htons(f.port);

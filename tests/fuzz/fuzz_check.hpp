@@ -2,6 +2,9 @@
 #pragma once
 #include <cstdio>
 #include <cstdlib>
+#include <sstream>
+#include <string>
+#include <vector>
 
 #define FUZZ_CHECK(cond)                                                                   \
 	do {                                                                               \
@@ -12,3 +15,13 @@
 	} while (0)
 
 inline bool one_line(const std::string &s) { return s.find('\n') == std::string::npos; }
+
+// The whitespace-separated words of one line, as the kernel's /proc tables are read.
+inline std::vector<std::string> words(const std::string &line)
+{
+	std::istringstream ls(line);
+	std::vector<std::string> w;
+	for (std::string x; ls >> x;)
+		w.push_back(x);
+	return w;
+}

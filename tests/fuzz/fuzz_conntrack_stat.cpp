@@ -24,10 +24,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		std::getline(is, line);
 		size_t r = 0;
 		while (std::getline(is, line)) {
-			std::istringstream ls(line);
-			std::vector<std::string> w;
-			for (std::string x; ls >> x;)
-				w.push_back(x);
+			std::vector<std::string> w = words(line);
 			if (w.empty())
 				continue;
 			FUZZ_CHECK(r < st.per_cpu.size());
