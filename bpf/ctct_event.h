@@ -32,6 +32,9 @@ enum ctct_cause {
 	CTCT_CAUSE_UNCONFIRMED_SHARED = 7, /* unconfirmed conntrack shared with a clone (nf_ct_drop_unconfirmed) */
 	CTCT_CAUSE_ENQUEUE_ERROR = 8,      /* any other error; enqueue_error has the errno */
 	CTCT_CAUSE_LISTENER_VERDICT = 9,   /* verdict_drop */
+	/* tracepoint mode, verdict_drop: freed where the reinject function frees a packet that will not go
+	 * on, which is the listener's NF_DROP or an NF_DROP from a hook after the queue on the same path */
+	CTCT_CAUSE_VERDICT_OR_LATER_HOOK = 10,
 };
 
 /* Which mechanism produced the event. */

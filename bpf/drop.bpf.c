@@ -70,7 +70,8 @@ static __always_inline int read_insert_failed(struct net *net, __u32 *total)
 
 /* Tracepoint mode, no confirm drop: a packet freed inside nf_queue() could not be queued (no
  * listener, queue full or socket full: the loader tells which from the queue's counters), one freed
- * inside the reinject function was dropped by the listener's verdict. */
+ * inside the reinject function was dropped by the listener's verdict or by a hook after the queue (an
+ * xt DROP, or nft before 6.18 frees it there too): the same kfree_skb call, so the cause says both. */
 static __always_inline int detect_by_location(struct sk_buff *skb, __u32 netns, __u64 location, __u32 reason)
 {
 	struct ctct_event *e;
@@ -91,7 +92,7 @@ static __always_inline int detect_by_location(struct sk_buff *skb, __u32 netns, 
 	if (!e)
 		return 0;
 	e->type = type;
-	e->cause = type == CTCT_EV_VERDICT_DROP ? CTCT_CAUSE_LISTENER_VERDICT : CTCT_CAUSE_UNKNOWN;
+	e->cause = type == CTCT_EV_VERDICT_DROP ? CTCT_CAUSE_VERDICT_OR_LATER_HOOK : CTCT_CAUSE_UNKNOWN;
 	e->source = CTCT_SRC_FREE_LOCATION;
 	e->flags = CTCT_F_FREED;
 	e->ts_ns = bpf_ktime_get_ns();

@@ -74,6 +74,7 @@ std::string cause_name(uint32_t cause)
 	case CTCT_CAUSE_UNCONFIRMED_SHARED: return "unconfirmed_shared";
 	case CTCT_CAUSE_ENQUEUE_ERROR: return "enqueue_error";
 	case CTCT_CAUSE_LISTENER_VERDICT: return "listener_verdict";
+	case CTCT_CAUSE_VERDICT_OR_LATER_HOOK: return "listener_verdict_or_later_hook";
 	default: return "unknown";
 	}
 }

@@ -3,7 +3,8 @@
 #   packets lost == Δinsert_failed == Δdrop == confirm_drop events,
 # that every reported tuple is one we sent, and, where the queue is observable, that the reported time
 # in queue is at least the listener's hold time and below a sane bound. A control run (no collision,
-# an ordinary DROP rule after the queue) must give zero confirm_drop events.
+# an ordinary DROP rule after the queue) must give zero confirm_drop events, and no verdict_drop that
+# blames the listener (it accepted everything).
 # usage: confirm_drop.sh BACKEND [RUNS] [PAIRS]     (root; BACKEND: auto|fentry|kprobe|tracepoint)
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -80,6 +81,18 @@ control_run() {
 	check "$tag: packets lost == pairs" "$((sent - recv))" "$PAIRS"
 	check "$tag: Δinsert_failed" "$((if1 - if0))" 0
 	check "$tag: confirm_drop events" "$(events_of_type confirm_drop | wc -l)" 0
+	# The listener accepted everything. With the queue hooks that is seen: no verdict_drop. Tracepoint
+	# mode sees a free inside the reinject function, which a rule after the queue causes too (nft frees
+	# its own drops from 6.18 on): any verdict_drop there must say it cannot tell.
+	local vd
+	vd=$(events_of_type verdict_drop | jq -r .cause | sort | uniq -c | tr -s ' ' | tr '\n' ';')
+	echo "# $tag: verdict_drop events by cause: ${vd:-none}"
+	if [ "$(trace_mode)" = function ]; then
+		check "$tag: verdict_drop events (the listener accepted all)" "$(events_of_type verdict_drop | wc -l)" 0
+	else
+		check "$tag: verdict_drop events claiming the listener" \
+			"$(events_of_type verdict_drop | jq -r 'select(.cause == "listener_verdict") | 1' | wc -l)" 0
+	fi
 	topo_down
 }
 

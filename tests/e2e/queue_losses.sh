@@ -50,7 +50,9 @@ case_run() { # case_run NAME LISTENER_ARGS|none SPORT_BASE [tracer flags...]
 # 1. the listener drops everything
 if case_run "verdict drop" "0 --verdict drop" 41000; then
 	check "$TAG: all lost" "$LOST" "$FLOWS"
-	check "$TAG: verdict_drop events == lost" "$(count_events verdict_drop listener_verdict)" "$LOST"
+	vcause=listener_verdict
+	[ "$(trace_mode)" = tracepoint ] && vcause=listener_verdict_or_later_hook
+	check "$TAG: verdict_drop events ($vcause) == lost" "$(count_events verdict_drop $vcause)" "$LOST"
 	check "$TAG: no queue_drop events" "$(count_events queue_drop)" 0
 	if [ "$(trace_mode)" = function ]; then
 		check "$TAG: verdict drops name queue $QUEUE" \
