@@ -70,8 +70,9 @@ static __always_inline int read_insert_failed(struct net *net, __u32 *total)
 
 /* Tracepoint mode, no confirm drop: a packet freed inside nf_queue() could not be queued (no
  * listener, queue full or socket full: the loader tells which from the queue's counters), one freed
- * inside the reinject function was dropped by the listener's verdict or by a hook after the queue (an
- * xt DROP, or nft before 6.18 frees it there too): the same kfree_skb call, so the cause says both. */
+ * inside the reinject function was dropped by the listener's verdict or by a later entry of the same
+ * hook that returned NF_DROP (an xt DROP; nft frees its own drops in nft_do_chain): the same kfree_skb
+ * call, so the cause says both. */
 static __always_inline int detect_by_location(struct sk_buff *skb, __u32 netns, __u64 location, __u32 reason)
 {
 	struct ctct_event *e;

@@ -96,9 +96,40 @@ control_run() {
 	topo_down
 }
 
+# The case tracepoint mode cannot tell from a listener's drop: an xt DROP (iptables-legacy, mangle
+# postrouting, priority -150) in the same hook after the queue (nft chain at -200) returns NF_DROP, and
+# the reinject function frees the packet at the same call as a listener's NF_DROP (nfqnl_reinject+0x95
+# on 6.18). nft's own DROP is freed inside nft_do_chain instead (control_run above: no event).
+control_xt_run() {
+	local tag="$BACKEND control (xt DROP in the queue's hook)" sent recv lost
+	topo_up || { not_ok "$tag: setup failed"; topo_down; return; }
+	in_ns "$RTR" iptables-nft -t mangle -N CTCTQ &&
+		in_ns "$RTR" iptables-nft -t mangle -A CTCTQ -p udp --dport $DPORT -j NFQUEUE --queue-num "$QUEUE" &&
+		in_ns "$RTR" nft add chain ip mangle ctct_post '{ type filter hook postrouting priority -200; }' &&
+		in_ns "$RTR" nft add rule ip mangle ctct_post jump CTCTQ &&
+		in_ns "$RTR" iptables-legacy -t mangle -A POSTROUTING -p udp --sport 41000:41999 -j DROP &&
+		start_listener $HOLD_MS || { not_ok "$tag: setup failed"; topo_down; return; }
+	start_tracer "$BACKEND" || { not_ok "$tag: tracer did not start"; topo_down; return; }
+	read -r sent recv < <(pairs_traffic 4 "$PAIRS" 40000 41000)
+	sleep 1.5
+	stop_tracer || not_ok "$tag: tracer exit status $?"
+	lost=$((sent - recv))
+	check "$tag: packets lost == pairs" "$lost" "$PAIRS"
+	check "$tag: confirm_drop events" "$(events_of_type confirm_drop | wc -l)" 0
+	if [ "$(trace_mode)" = function ]; then
+		check "$tag: verdict_drop events (the listener accepted all)" "$(events_of_type verdict_drop | wc -l)" 0
+	else
+		check "$tag: verdict_drop events, cause listener_verdict_or_later_hook" \
+			"$(events_of_type verdict_drop | jq -r 'select(.cause == "listener_verdict_or_later_hook") | 1' | wc -l)" "$lost"
+	fi
+	in_ns "$RTR" iptables-legacy -t mangle -F POSTROUTING
+	topo_down
+}
+
 for run in $(seq "$RUNS"); do
 	collision_run 4 "$run"
 done
 collision_run 6 1
 control_run
+control_xt_run
 finish
