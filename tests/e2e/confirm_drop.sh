@@ -103,6 +103,7 @@ control_run() {
 control_xt_run() {
 	local tag="$BACKEND control (xt DROP in the queue's hook)" sent recv lost
 	topo_up || { not_ok "$tag: setup failed"; topo_down; return; }
+	modprobe -q iptable_mangle 2>/dev/null # Debian: a module iptables-legacy does not load by itself here
 	in_ns "$RTR" iptables-nft -t mangle -N CTCTQ &&
 		in_ns "$RTR" iptables-nft -t mangle -A CTCTQ -p udp --dport $DPORT -j NFQUEUE --queue-num "$QUEUE" &&
 		in_ns "$RTR" nft add chain ip mangle ctct_post '{ type filter hook postrouting priority -200; }' &&
