@@ -7,7 +7,8 @@
 #   tiny ring:    events + lost == kernel drops, ringbuf_full > 0, a `loss` line,
 #                 and the per-CPU ringbuf_full adds up to the total;
 #   default ring: events == kernel drops, queue_drop events == the queue's drops, nothing lost.
-# (events: confirm_drop + clash_resolved + queue_drop; lost: ringbuf_full + the join maps' *_map_full)
+# (events: confirm_drop + clash_resolved + queue_drop (+ verdict_drop, see below); lost: ringbuf_full +
+# the join maps' *_map_full)
 # Prints the kernel's drop rate (Δinsert_failed per second) and what the tracer delivered.
 # Measured (host 6.18, 2 CPUs, tracepoint mode): ~20-35k drops/s; 55 s per run gives about a million.
 # usage: [TINY_SECS=S] [ALLOW_LOSS=1] flood.sh BACKEND [SECONDS]     (root; BACKEND: auto|fentry|kprobe|tracepoint)
@@ -45,11 +46,16 @@ flood_run() { # flood_run LABEL [TRACER FLAGS]
 	# Kernel outcomes and tracer events both include resolved clashes (none expected: the two flows of
 	# a pair differ in their original tuple), so a lost clash_resolved cannot hide a missing drop; and
 	# the queue's own drops: at this rate the queue overflows now and then (queue_dropped grows).
-	local ringbuf_full qdrops=$((qd1 - qd0 + ud1 - ud0)) dif events qevents lost lost_cpu loss_lines delta_sum
+	local ringbuf_full qdrops=$((qd1 - qd0 + ud1 - ud0)) dif events qevents vevents lost lost_cpu loss_lines delta_sum
 	dif=$((if1 - if0 + ${cr1:-0} - ${cr0:-0} + qdrops))
 	# grep, not jq: a million lines take jq half a minute (the JSON is compact, keys in fixed order)
-	events=$(grep -c -E '"type":"(confirm_drop|clash_resolved|queue_drop)"' "$WORK/trace.json")
-	qevents=$(grep -c '"type":"queue_drop"' "$WORK/trace.json")
+	events=$(grep -c -E '"type":"(confirm_drop|clash_resolved|queue_drop|verdict_drop)"' "$WORK/trace.json")
+	# The listener accepts everything, so a verdict_drop here is a queue drop freed inside the reinject
+	# function (tracepoint mode names it by that place): seen 1-2 times in runs of 0.24 M and 1 M drops on the
+	# host at 50k/s, not understood yet. Counted with the queue's drops, and said.
+	qevents=$(grep -c -E '"type":"(queue_drop|verdict_drop)"' "$WORK/trace.json")
+	vevents=$(grep -c '"type":"verdict_drop"' "$WORK/trace.json")
+	[ "$vevents" -eq 0 ] || echo "# $tag: $vevents verdict_drop events although the listener accepted all (see above)"
 	delta_sum=$(grep -o '"insert_failed_delta":[0-9]*' "$WORK/trace.json" | awk -F: '{ s += $2 } END { print s + 0 }')
 	grep '"type":"summary"' "$WORK/trace.json" >"$WORK/summary.json"
 	# every counter that stands for a drop not reported: the ring, and the join maps of function mode
@@ -72,7 +78,7 @@ flood_run() { # flood_run LABEL [TRACER FLAGS]
 		check "$tag: events + lost == kernel drops" "$((events + lost))" "$dif"
 	else
 		check "$tag: events == kernel drops" "$events" "$dif"
-		check "$tag: queue_drop events == Δqueue_dropped + Δuser_dropped" "$qevents" "$qdrops"
+		check "$tag: queue_drop (+ verdict_drop) events == Δqueue_dropped + Δuser_dropped" "$qevents" "$qdrops"
 		check "$tag: nothing lost" "$lost" 0
 	fi
 	topo_down
