@@ -196,14 +196,17 @@ start_tracer() { # start_tracer BACKEND [flags]: JSON lines to $WORK/trace.json,
 	"$TRACER" --json --backend "$backend" --netns "${TRACE_NETNS:-$(netns_inode "$RTR")}" "$@" \
 		>"$WORK/trace.json" 2>"$WORK/trace.err" &
 	TRACER_PID=$!
+	wait_started "$TRACER_PID" "$WORK/trace.json" "$WORK/trace.err" || { TRACER_PID=; return 1; }
+}
+
+wait_started() { # wait_started PID OUT ERR: until OUT has the start line (30 s), or the process died
 	local i
 	for i in $(seq 300); do
-		grep -q '"type":"start"' "$WORK/trace.json" 2>/dev/null && return 0
-		kill -0 "$TRACER_PID" 2>/dev/null || break
+		grep -q '"type":"start"' "$2" 2>/dev/null && return 0
+		kill -0 "$1" 2>/dev/null || break
 		sleep 0.1
 	done
-	echo "tracer did not start: $(cat "$WORK/trace.err")" >&2
-	TRACER_PID=
+	echo "$(basename "$TRACER") did not start: $(cat "$3")" >&2
 	return 1
 }
 

@@ -15,14 +15,7 @@ start_verify() { # start_verify ARGS...: verify --json in the background, output
 	rm -f "$WORK/verify.out"
 	"$TRACER" verify --json --backend "$BACKEND" --netns "$(netns_inode "$RTR")" "$@" >"$WORK/verify.out" 2>"$WORK/verify.err" &
 	VERIFY_PID=$!
-	local i
-	for i in $(seq 300); do
-		grep -q '"type":"start"' "$WORK/verify.out" 2>/dev/null && return 0
-		kill -0 "$VERIFY_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	echo "verify did not start: $(cat "$WORK/verify.err")" >&2
-	return 1
+	wait_started "$VERIFY_PID" "$WORK/verify.out" "$WORK/verify.err"
 }
 verify_summary() { grep '^{' "$WORK/verify.out" | jq -c 'select(.type == "verify")'; }
 
