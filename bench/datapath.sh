@@ -4,8 +4,13 @@
 # of a shared machine falls on both sides), for
 #   established: one 5-tuple, confirmed once, then established traffic through the queue;
 #   flows:       every packet a new 5-tuple, conntrack creates and confirms an entry per packet;
-#   drops:       as flows, but a rule after the queue drops every packet: each one passes skb:kfree_skb,
-#                the only hook of tracepoint mode, so this is where that mode costs anything.
+#   drops:       as flows, but an nft rule after the queue drops every packet: each one passes
+#                skb:kfree_skb, the only hook of tracepoint mode (freed in nft_do_chain, outside netfilter's
+#                hook code, so tracepoint mode returns after a range check);
+#   xtdrops:     as flows, but an xt DROP (iptables-legacy, mangle POSTROUTING, before the queue) drops
+#                every packet: freed by nf_hook_slow() with a new conntrack attached, exactly where a
+#                confirm loser is freed, so tracepoint mode reads the netns' insert_failed for each: its
+#                worst case. Throughput here is what the rule dropped per second (the queue sees nothing).
 # Throughput is what the listener verdicted (packets/s; without drops the server received the same). While the tracer is on, kernel.bpf_stats_enabled
 # is 1 and the run count and run time of each of the tracer's programs is read from bpftool (restored after).
 # No NAT here (each new flow would also cost a port search), but conntrack is on; the queue sits at
@@ -17,7 +22,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 BACKEND=${1:-auto}
 ROUNDS=${2:-5}
 SECS=${3:-3}
-CASES=${4:-"established flows drops"}
+CASES=${4:-"established flows drops xtdrops"}
 BENCH=${BENCH:-$CTCT_BUILD/bench}
 stats0=$(sysctl -n kernel.bpf_stats_enabled)
 # The counters are mmap'd files: on tmpfs, since a VM's results share (9p) refuses shared mappings.
@@ -52,13 +57,17 @@ setup() {
 	wait_for_file "$CNT/srv.count" || return 1
 }
 
-# One measurement window: prints "pps_received pps_sent".
+xt_dropped() { in_ns "$RTR" iptables-legacy -t mangle -nvxL POSTROUTING | awk '$3 == "DROP" {print $1; exit}'; }
+handled() { if [ "$kind_case" = xtdrops ]; then xt_dropped; else counter "$CNT/nfq.count"; fi; }
+
+# One measurement window: prints "pps_handled pps_sent" (handled: verdicted by the listener, or for
+# xtdrops dropped by the rule).
 window() {
 	local kind=$1 r0 r1 sent
-	r0=$(counter "$CNT/nfq.count")
+	r0=$(handled)
 	read -r sent _ < <(in_ns "$CLI" "$BENCH/udp_flood" send 10.231.2.2 $DPORT "$SECS" "$kind")
 	sleep 0.3 # let the queue drain
-	r1=$(counter "$CNT/nfq.count")
+	r1=$(handled)
 	echo "$(((r1 - r0) / SECS)) $((sent / SECS))"
 }
 
@@ -69,6 +78,10 @@ for kind_case in $CASES; do
 	kind=one
 	[ "$kind_case" != established ] && kind=flows
 	[ "$kind_case" = drops ] && drop_after_queue 1024 65535
+	if [ "$kind_case" = xtdrops ]; then
+		modprobe -q iptable_mangle 2>/dev/null # Debian's kernels: iptables-legacy does not load it itself
+		in_ns "$RTR" iptables-legacy -t mangle -A POSTROUTING -p udp --dport $DPORT -j DROP || exit 1
+	fi
 	in_ns "$CLI" "$BENCH/udp_flood" send 10.231.2.2 $DPORT 0.5 "$kind" >/dev/null # warm up
 	for round in $(seq "$ROUNDS"); do
 		order="off on"
@@ -90,6 +103,7 @@ for kind_case in $CASES; do
 		done
 	done
 	in_ns "$RTR" nft delete table inet ctct_drop 2>/dev/null
+	[ "$kind_case" = xtdrops ] && in_ns "$RTR" iptables-legacy -t mangle -F POSTROUTING
 done
 echo "# ratio = received pps with tracer / without, per round (mean, min, max over rounds)"
 echo "# bpf ns/pkt: the tracer's programs' run time per packet verdicted while on; cpu budget/pkt: ncpu s / off pps;"

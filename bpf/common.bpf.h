@@ -52,6 +52,11 @@ CTCT_GLOBAL const volatile __u64 queue_text_lo;
 CTCT_GLOBAL const volatile __u64 queue_text_hi;
 CTCT_GLOBAL const volatile __u64 reinject_text_lo[2];
 CTCT_GLOBAL const volatile __u64 reinject_text_hi[2];
+/* nf_hook_slow(): frees what a hook entry returned NF_DROP for, among them a confirm loser (the queue at
+ * an earlier hook, or none). Tracepoint mode looks only at frees here, in nf_queue() and in the reinject
+ * functions; 0: unknown, then at every free. */
+CTCT_GLOBAL const volatile __u64 hook_text_lo;
+CTCT_GLOBAL const volatile __u64 hook_text_hi;
 
 /* Confirm in flight, keyed by task (see task_key()). */
 struct inflight {
@@ -113,14 +118,36 @@ CTCT_GLOBAL struct {
 	__type(value, struct winner_rec);
 } winners SEC(".maps");
 
-/* Tracepoint mode: netns inode -> its insert_failed (all CPUs) at the last look; seeded at start.
- * 64-bit only so that clang's default BPF CPU can compare-and-swap it (32-bit atomics need v3). */
+/* Tracepoint mode: netns inode -> struct ctct_baseline; seeded at start. */
 CTCT_GLOBAL struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 8192);
 	__type(key, __u32);
-	__type(value, __u64);
+	__type(value, struct ctct_baseline);
 } baselines SEC(".maps");
+
+/* How many entries enqueue_failed and pending hold (the loader's sweep decrements too): while 0, the
+ * per-packet paths (every enqueue, every kfree_skb) skip their lookups; failures are rare. */
+CTCT_GLOBAL __u64 n_enqueue_failed;
+CTCT_GLOBAL __u64 n_pending;
+
+static __always_inline long store_counted(void *map, void *key, void *val, __u64 *n)
+{
+	long err = bpf_map_update_elem(map, key, val, BPF_NOEXIST);
+
+	if (!err) {
+		__sync_fetch_and_add(n, 1);
+		return 0;
+	}
+	return bpf_map_update_elem(map, key, val, BPF_EXIST); /* replaces: already counted */
+}
+
+static __always_inline void delete_counted(void *map, void *key, __u64 *n)
+{
+	/* whoever deletes it (this program, another CPU, the loader's sweep) counts it */
+	if (!bpf_map_delete_elem(map, key))
+		__sync_fetch_and_add(n, -1);
+}
 
 struct enqueue_failure {
 	__u64 skb;

@@ -147,7 +147,7 @@ static __always_inline int handle_confirm_exit(int ret)
 	if (ret == NF_DROP) {
 		e->type = CTCT_EV_CONFIRM_DROP;
 		/* kfree_skb completes and emits it; the loader sweeps what never gets freed */
-		if (bpf_map_update_elem(&pending, &rec->skb, e, BPF_ANY)) {
+		if (store_counted(&pending, &rec->skb, e, &n_pending)) {
 			count(CTCT_CNT_PENDING_MAP_FULL);
 			submit(e);
 		}

@@ -104,6 +104,16 @@ struct ctct_event {
 	__u32 _pad;
 };
 
+/* Tracepoint mode, per netns inode: the netns' insert_failed (all CPUs) at the last look. Inode numbers
+ * are reused as soon as a netns is gone, so the entry also names its netns by cookie (unique per boot);
+ * a stranger's inode restarts from its first look. count is 64-bit only so that clang's default BPF CPU
+ * can compare-and-swap it (32-bit atomics need v3). */
+struct ctct_baseline {
+	__u64 count;
+	__u64 cookie; /* net->net_cookie; 0: seeded by the loader, not looked at yet */
+	__u64 stat;   /* net->ct.stat (per-CPU base), cached by the first look */
+};
+
 /* Per-CPU loss and health counters, index into the counters array map. */
 enum ctct_counter {
 	CTCT_CNT_RINGBUF_FULL = 0,    /* bpf_ringbuf_reserve failed: event lost */
@@ -115,6 +125,7 @@ enum ctct_counter {
 	CTCT_CNT_UNSEEDED_BASELINE,   /* tracepoint mode: first look at a netns not seeded at start */
 	CTCT_CNT_ENQUEUE_MAP_FULL,    /* enqueue in flight (for its return value) could not be stored */
 	CTCT_CNT_BASELINE_MAP_FULL,   /* tracepoint mode: a netns' insert_failed baseline could not be stored */
+	CTCT_CNT_NETNS_REUSED,        /* tracepoint mode: a baseline's netns inode now names a new netns */
 	CTCT_CNT_EVENTS,              /* events submitted */
 	CTCT_CNT_MAX,
 };

@@ -47,25 +47,71 @@ static __always_inline int learn_cpu_offsets(void)
 	return 0;
 }
 
-static __always_inline int read_insert_failed(struct net *net, __u32 *total)
+/* 6.2+: bpf_rdonly_cast() turns an address into a pointer the program may load through directly (a
+ * faulting load becomes 0, as bpf_probe_read_kernel() would), so a read is one instruction instead of a
+ * helper call. The loader picks kfree_skb_btf_cast when the kernel's BTF has the kfunc, else
+ * kfree_skb_btf (helper reads); the weak extern leaves the older kernels' program unaffected. */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
+#define CTCT_CAST(addr, type) ((type *)bpf_rdonly_cast((void *)(addr), bpf_core_type_id_kernel(type)))
+
+/* Sum of the netns' insert_failed over all CPUs; stat is net->ct.stat, the per-CPU base. */
+static __always_inline int read_insert_failed(__u64 stat, __u32 *total, const bool direct)
 {
-	__u64 stat = (__u64)BPF_CORE_READ(net, ct.stat);
 	__u64 field = bpf_core_field_offset(struct ip_conntrack_stat, insert_failed);
 	__u32 sum = 0;
 
-	if (!stat)
-		return -1;
 	if (!cpu_offsets_known && learn_cpu_offsets())
 		return -1;
 	for (__u32 cpu = 0; cpu < CTCT_MAX_CPUS && cpu < nr_cpus; cpu++) {
 		__u32 v = 0;
 
-		if (bpf_probe_read_kernel(&v, sizeof(v), (void *)(stat + cpu_offset[cpu] + field)))
+		if (direct)
+			v = CTCT_CAST(stat + cpu_offset[cpu], struct ip_conntrack_stat)->insert_failed;
+		else if (bpf_probe_read_kernel(&v, sizeof(v), (void *)(stat + cpu_offset[cpu] + field)))
 			return -1;
 		sum += v;
 	}
 	*total = sum;
 	return 0;
+}
+
+/* The netns' baseline, claimed for this netns (by cookie) and with its counters' address cached; NULL if
+ * the map is full. A netns without an entry (created after start) or whose inode belonged to a netns
+ * that is gone starts from 0: its counters did. */
+static __always_inline struct ctct_baseline *baseline_of(struct net *net, __u32 key, const bool direct)
+{
+	struct ctct_baseline *b = bpf_map_lookup_elem(&baselines, &key), init = {};
+	__u64 cookie, old;
+
+	if (!bpf_core_field_exists(net->net_cookie))
+		cookie = (__u64)net;
+	else if (direct)
+		cookie = net->net_cookie;
+	else
+		cookie = BPF_CORE_READ(net, net_cookie);
+	if (!b) {
+		count(CTCT_CNT_UNSEEDED_BASELINE);
+		init.cookie = cookie;
+		if (bpf_map_update_elem(&baselines, &key, &init, BPF_NOEXIST) && !bpf_map_lookup_elem(&baselines, &key)) {
+			count(CTCT_CNT_BASELINE_MAP_FULL);
+			return NULL;
+		}
+		b = bpf_map_lookup_elem(&baselines, &key);
+		if (!b)
+			return NULL;
+	}
+	old = b->cookie;
+	if (old != cookie) {
+		/* Seeded by the loader (0), or the inode is reused. Either way the netns named by the entry
+		 * before is gone or this one, so whoever gets here stores the right address; before the
+		 * cookie, so that a matching cookie never comes with another netns' address. */
+		b->stat = (__u64)BPF_CORE_READ(net, ct.stat);
+		if (__sync_val_compare_and_swap(&b->cookie, old, cookie) == old && old) {
+			count(CTCT_CNT_NETNS_REUSED);
+			b->count = 0;
+		}
+	}
+	return b;
 }
 
 /* Tracepoint mode, no confirm drop: a packet freed inside nf_queue() could not be queued (no
@@ -106,50 +152,65 @@ static __always_inline int detect_by_location(struct sk_buff *skb, __u32 netns, 
 	return 0;
 }
 
-static __always_inline int detect(struct sk_buff *skb, __u64 location, __u32 reason)
+/* Tracepoint mode classifies only frees by netfilter's own code: nf_hook_slow() (a hook returned NF_DROP,
+ * confirm losers among them), nf_queue() and the reinject functions. Every other drop on the host (a
+ * closed port, a full socket, nft's DROP freed in nft_do_chain) then costs these compares instead of a
+ * read of the netns' counters. With a range unknown (kallsyms hidden) every free is looked at. */
+static __always_inline bool netfilter_free(__u64 location)
+{
+	if (!hook_text_lo || !queue_text_lo || (!reinject_text_lo[0] && !reinject_text_lo[1]))
+		return true;
+	return in_text(location, hook_text_lo, hook_text_hi) || in_text(location, queue_text_lo, queue_text_hi) ||
+	       in_text(location, reinject_text_lo[0], reinject_text_hi[0]) ||
+	       in_text(location, reinject_text_lo[1], reinject_text_hi[1]);
+}
+
+static __always_inline int detect(struct sk_buff *skb, __u64 location, __u32 reason, const bool direct)
 {
 	/* tp_btf hands us a trusted skb: a direct load, not a bpf_probe_read_kernel() call */
 	unsigned long nfct = skb->_nfct;
 	__u32 ctinfo = nfct & 7, cur32 = 0, key;
-	__u64 cur, prev = 0, *base;
+	__u64 cur, prev = 0;
 	struct nf_conn *ct = (struct nf_conn *)(nfct & NFCT_PTRMASK);
+	struct ctct_baseline *b;
+	int claimed = 0;
 	struct ctct_event *e;
 	struct net *net;
 
+	if (!netfilter_free(location))
+		return 0;
 	if (!ct)
 		return detect_by_location(skb, 0, location, reason);
-	net = BPF_CORE_READ(ct, ct_net.net);
-	key = BPF_CORE_READ(net, ns.inum);
+	if (direct) {
+		/* nf_conn itself cannot be cast (libbpf 1.1 finds struct nf_conn___init for its type id too):
+		 * its ct_net.net is read as the one pointer of a struct llist_node */
+		net = CTCT_CAST(CTCT_CAST((__u64)ct + bpf_core_field_offset(struct nf_conn, ct_net.net), struct llist_node)->next,
+				struct net);
+		key = net->ns.inum;
+	} else {
+		net = BPF_CORE_READ(ct, ct_net.net);
+		key = BPF_CORE_READ(net, ns.inum);
+	}
 	if (targ_netns && key != targ_netns)
 		return 0;
 	/* IP_CT_ESTABLISHED means the entry has seen a reply, so it is in the table: never a clash loser */
-	if (ctinfo == CTCT_IP_CT_ESTABLISHED || ctinfo >= IP_CT_IS_REPLY || read_insert_failed(net, &cur32))
+	if (ctinfo == CTCT_IP_CT_ESTABLISHED || ctinfo >= IP_CT_IS_REPLY)
+		return detect_by_location(skb, key, location, reason);
+	b = baseline_of(net, key, direct);
+	if (!b || !b->stat || read_insert_failed(b->stat, &cur32, direct))
 		return detect_by_location(skb, key, location, reason);
 	cur = cur32;
-	base = bpf_map_lookup_elem(&baselines, &key);
-	if (base) {
-		/* CPUs look at once, each with its own sum; a plain store let a stale sum move the baseline
-		 * back and one failure be reported twice (tests/e2e/flood.sh, ~47k drops/s). Move it only
-		 * forward, by compare-and-swap, so each increment is claimed by exactly one event. */
-		int claimed = 0;
-
-		for (int i = 0; i < 8 && !claimed; i++) {
-			prev = *(volatile __u64 *)base;
-			if (cur <= prev)
-				return detect_by_location(skb, key, location, reason);
-			claimed = __sync_val_compare_and_swap(base, prev, cur) == prev;
-		}
-		if (!claimed)
-			return 0;
-	} else {
-		/* a netns the loader did not seed (created after start): this first look is the baseline */
-		count(CTCT_CNT_UNSEEDED_BASELINE);
-		/* without a stored baseline every later drop there would look like a new failure: say nothing */
-		if (bpf_map_update_elem(&baselines, &key, &cur, BPF_NOEXIST) && !bpf_map_lookup_elem(&baselines, &key)) {
-			count(CTCT_CNT_BASELINE_MAP_FULL);
+	/* CPUs look at once, each with its own sum; a plain store let a stale sum move the baseline back and
+	 * one failure be reported twice (tests/e2e/flood.sh, ~47k drops/s). Move it only forward, by
+	 * compare-and-swap, so each increment is claimed by exactly one event. */
+	for (int i = 0; i < 8 && !claimed; i++) {
+		prev = *(volatile __u64 *)&b->count;
+		if (cur <= prev)
 			return detect_by_location(skb, key, location, reason);
-		}
+		claimed = __sync_val_compare_and_swap(&b->count, prev, cur) == prev;
 	}
+	if (!claimed)
+		return 0;
 	if (cur <= prev)
 		return detect_by_location(skb, key, location, reason);
 	e = scratch_event();
@@ -172,7 +233,7 @@ static __always_inline int detect(struct sk_buff *skb, __u64 location, __u32 rea
 	return 0;
 }
 
-static __always_inline int handle_free(struct sk_buff *skb, __u64 location, __u32 reason)
+static __always_inline int handle_free(struct sk_buff *skb, __u64 location, __u32 reason, const bool direct)
 {
 	__u64 key = (__u64)skb, task;
 	struct enqueue_failure *f;
@@ -180,9 +241,9 @@ static __always_inline int handle_free(struct sk_buff *skb, __u64 location, __u3
 
 	/* tracepoint mode attaches no confirm or queue hook, so nothing is ever pending: skip the lookups */
 	if (detect_at_free)
-		return detect(skb, location, reason);
+		return detect(skb, location, reason, direct);
 	task = task_key();
-	f = bpf_map_lookup_elem(&enqueue_failed, &task);
+	f = n_enqueue_failed ? bpf_map_lookup_elem(&enqueue_failed, &task) : NULL;
 	if (f) {
 		/* nf_queue() frees the skb right after a failed enqueue, on the same task; anything else means
 		 * the packet went on (bypass) */
@@ -191,20 +252,20 @@ static __always_inline int handle_free(struct sk_buff *skb, __u64 location, __u3
 			f->ev.drop_reason = reason;
 			f->ev.drop_location = location;
 			submit(&f->ev);
-			bpf_map_delete_elem(&enqueue_failed, &task);
+			delete_counted(&enqueue_failed, &task, &n_enqueue_failed);
 			return 0;
 		}
 		f->ev.type = CTCT_EV_QUEUE_BYPASS;
 		submit(&f->ev);
-		bpf_map_delete_elem(&enqueue_failed, &task);
+		delete_counted(&enqueue_failed, &task, &n_enqueue_failed);
 	}
-	e = bpf_map_lookup_elem(&pending, &key);
+	e = n_pending ? bpf_map_lookup_elem(&pending, &key) : NULL;
 	if (e) {
 		e->flags |= CTCT_F_FREED;
 		e->drop_reason = reason;
 		e->drop_location = location;
 		submit(e);
-		bpf_map_delete_elem(&pending, &key);
+		delete_counted(&pending, &key, &n_pending);
 	}
 	return 0;
 }
@@ -212,7 +273,13 @@ static __always_inline int handle_free(struct sk_buff *skb, __u64 location, __u3
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(kfree_skb_btf, struct sk_buff *skb, void *location, enum skb_drop_reason reason)
 {
-	return handle_free(skb, (__u64)location, reason);
+	return handle_free(skb, (__u64)location, reason, false);
+}
+
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(kfree_skb_btf_cast, struct sk_buff *skb, void *location, enum skb_drop_reason reason)
+{
+	return handle_free(skb, (__u64)location, reason, true);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

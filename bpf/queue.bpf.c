@@ -18,11 +18,11 @@ static __always_inline int handle_enqueue(struct nf_queue_entry *entry, __u32 qu
 	if (targ_queue_set && queuenum != targ_queue)
 		return 0;
 	/* A failed enqueue whose skb nf_queue() did not free: the rule's bypass flag let it go on. */
-	f = bpf_map_lookup_elem(&enqueue_failed, &key);
+	f = n_enqueue_failed ? bpf_map_lookup_elem(&enqueue_failed, &key) : NULL;
 	if (f) {
 		f->ev.type = CTCT_EV_QUEUE_BYPASS;
 		submit(&f->ev);
-		bpf_map_delete_elem(&enqueue_failed, &key);
+		delete_counted(&enqueue_failed, &key, &n_enqueue_failed);
 	}
 	q.enqueue_ns = bpf_ktime_get_ns();
 	q.queue_num = queuenum;
@@ -85,7 +85,7 @@ static __always_inline void enqueue_failure(__u64 task, __u64 skbv, __u32 netns,
 	e->flags |= CTCT_F_LOSER_QUEUED;
 	if (!keep(e))
 		return;
-	if (bpf_map_update_elem(&enqueue_failed, &task, w, BPF_ANY)) {
+	if (store_counted(&enqueue_failed, &task, w, &n_enqueue_failed)) {
 		count(CTCT_CNT_PENDING_MAP_FULL);
 		submit(e);
 	}
@@ -154,7 +154,7 @@ static __always_inline void verdict_drop(struct nf_queue_entry *entry, struct sk
 	e->loser_queue.verdict = verdict;
 	if (!keep(e))
 		return;
-	if (bpf_map_update_elem(&pending, &key, e, BPF_ANY)) {
+	if (store_counted(&pending, &key, e, &n_pending)) {
 		count(CTCT_CNT_PENDING_MAP_FULL);
 		submit(e);
 	}

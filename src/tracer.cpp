@@ -1,4 +1,5 @@
 #include "tracer.hpp"
+#include "btf_names.hpp"
 
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
@@ -35,7 +36,7 @@ std::vector<std::string> counter_names()
 	// was once reported under the name "events")
 	static const char *const names[] = {"ringbuf_full", "queue_map_full", "inflight_map_full", "pending_map_full",
 					    "winner_map_full", "confirm_exit_unmatched", "unseeded_baseline",
-					    "enqueue_map_full", "baseline_map_full", "events"};
+					    "enqueue_map_full", "baseline_map_full", "netns_inode_reused", "events"};
 	static_assert(sizeof(names) / sizeof(names[0]) == CTCT_CNT_MAX, "one name per enum ctct_counter");
 	return {std::begin(names), std::end(names)};
 }
@@ -114,8 +115,14 @@ static bool is_return_hook(const std::string &hook)
 
 Tracer::Tracer(const Plan &plan, const TracerOptions &opts, EventFn on_event) : on_event_(std::move(on_event))
 {
+	// Tracepoint mode reads the netns' counters on every free by netfilter: with bpf_rdonly_cast (6.2+)
+	// those are direct loads instead of helper calls (bench/datapath.sh xtdrops).
+	std::vector<HookChoice> hooks = plan.hooks;
+	for (auto &h : hooks)
+		if (h.program == "kfree_skb_btf" && plan.detect_at_free && btf_has_function("bpf_rdonly_cast", ""))
+			h.program = "kfree_skb_btf_cast";
 	std::vector<std::string> progs;
-	for (const auto &h : plan.hooks)
+	for (const auto &h : hooks)
 		progs.push_back(h.program);
 	skel_ = open_skeleton(progs);
 	skel_->rodata->targ_netns = opts.netns;
@@ -140,6 +147,8 @@ Tracer::Tracer(const Plan &plan, const TracerOptions &opts, EventFn on_event) : 
 		skel_->rodata->reinject_text_lo[i] = opts.reinject_text[i].lo;
 		skel_->rodata->reinject_text_hi[i] = opts.reinject_text[i].hi;
 	}
+	skel_->rodata->hook_text_lo = opts.hook_text.lo;
+	skel_->rodata->hook_text_hi = opts.hook_text.hi;
 	bpf_map__set_max_entries(skel_->maps.events, opts.ringbuf_bytes);
 	for (const auto &h : plan.hooks)
 		if (h.attach == Attach::Fentry)
@@ -150,7 +159,7 @@ Tracer::Tracer(const Plan &plan, const TracerOptions &opts, EventFn on_event) : 
 	// Seed before attaching, so a drop right after start is compared with a real baseline.
 	if (plan.detect_at_free)
 		seeded_ = seed_baselines();
-	for (const auto &h : plan.hooks)
+	for (const auto &h : hooks)
 		links_.push_back(attach_program(skel_.get(), h, is_return_hook(h.hook)));
 	ring_.reset(ring_buffer__new(bpf_map__fd(skel_->maps.events), ring_cb, this, nullptr));
 	if (!ring_)
@@ -198,15 +207,18 @@ void set_text_ranges(TracerOptions &o, const Kallsyms &ksyms)
 {
 	if (auto r = ksyms.range_of("nf_queue"))
 		o.queue_text = {r->first, r->second};
+	if (auto r = ksyms.range_of("nf_hook_slow"))
+		o.hook_text = {r->first, r->second};
 	const char *names[2] = {"nfqnl_reinject", "nf_reinject"};
 	for (int i = 0; i < 2; i++)
 		if (auto r = ksyms.range_of(names[i]))
 			o.reinject_text[i] = {r->first, r->second};
 }
 
-// Delete map entries whose `stale` says so; the callback gets each deleted value.
+// Delete map entries whose `stale` says so; the callback gets each deleted value. `live`, if given, is
+// the BPF side's count of the map's entries (it skips lookups while 0): decremented per deletion here.
 template <typename V, typename Stale, typename Done>
-static void sweep_map(int fd, Stale stale, Done done)
+static void sweep_map(int fd, Stale stale, Done done, uint64_t *live = nullptr)
 {
 	uint64_t key, next;
 	std::vector<uint64_t> keys;
@@ -220,8 +232,11 @@ static void sweep_map(int fd, Stale stale, Done done)
 	}
 	for (uint64_t k : keys) {
 		// Whoever deletes it owns it: the BPF side may have completed it meanwhile.
-		if (bpf_map_lookup_elem(fd, &k, &v) == 0 && bpf_map_delete_elem(fd, &k) == 0)
+		if (bpf_map_lookup_elem(fd, &k, &v) == 0 && bpf_map_delete_elem(fd, &k) == 0) {
+			if (live)
+				__atomic_fetch_sub(live, 1, __ATOMIC_SEQ_CST);
 			done(v);
+		}
 	}
 }
 
@@ -241,7 +256,8 @@ void Tracer::sweep_pending(uint64_t now_ns, uint64_t age_ns)
 		[&](EnqueueFailure &f) {
 			f.ev.type = CTCT_EV_QUEUE_BYPASS;
 			on_event_(f.ev);
-		});
+		},
+		(uint64_t *)&skel_->bss->n_enqueue_failed);
 	sweep_map<EnqueuingRec>(
 		bpf_map__fd(skel_->maps.enqueuing), [&](const EnqueuingRec &r) { return r.start_ns + 10 * 1000000000ULL < now_ns; },
 		[&](EnqueuingRec &) { aged_["enqueue_records_aged"]++; });
@@ -255,7 +271,7 @@ void Tracer::sweep_pending(uint64_t now_ns, uint64_t age_ns)
 	}
 	sweep_map<ctct_event>(
 		bpf_map__fd(skel_->maps.pending), [&](const ctct_event &e) { return e.ts_ns + age_ns < now_ns; },
-		[&](ctct_event &e) { on_event_(e); });
+		[&](ctct_event &e) { on_event_(e); }, (uint64_t *)&skel_->bss->n_pending);
 }
 
 size_t Tracer::seed_baselines()
@@ -269,7 +285,7 @@ size_t Tracer::seed_baselines()
 		try {
 			// the kernel counter is 32-bit per CPU and the BPF side sums it in 32 bits; the map value is
 			// 64-bit only for the compare-and-swap
-			uint64_t v = (uint32_t)parse_conntrack_stat(*text).totals()["insert_failed"];
+			ctct_baseline v{(uint32_t)parse_conntrack_stat(*text).totals()["insert_failed"], 0, 0};
 			if (bpf_map_update_elem(map_fd, &ino, &v, BPF_ANY) == 0)
 				seeded++;
 		} catch (const std::exception &) {

@@ -40,6 +40,7 @@ struct TracerOptions {
 	FlowFilter filter;
 	TextRange queue_text;       // nf_queue()
 	TextRange reinject_text[2]; // nfqnl_reinject, nf_reinject
+	TextRange hook_text;        // nf_hook_slow()
 };
 // Where the kernel frees packets that could not be queued or were dropped by the listener.
 void set_text_ranges(TracerOptions &o, const Kallsyms &ksyms);
