@@ -60,7 +60,7 @@ void require_environment()
 		die(kExitUsage, "must run as root (needs CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN)");
 	if (access("/sys/kernel/btf/vmlinux", R_OK) != 0)
 		die(kExitUsage, "this kernel has no BTF (/sys/kernel/btf/vmlinux missing; CONFIG_DEBUG_INFO_BTF=y needed): "
-				"CO-RE programs cannot load, nothing can be traced");
+				"CO-RE programs cannot load, nothing can be traced (doctor still works: it needs no BPF)");
 }
 
 Kallsyms load_kallsyms()
@@ -321,6 +321,8 @@ nlohmann::json Session::stats_record(const CountersByNetns &now, double interval
 	nlohmann::json per = nlohmann::json::array();
 	for (const auto &[ns, c] : now) {
 		auto p = counters_prev_.find(ns);
+		if (p != counters_prev_.end() && !same_netns(p->second, c))
+			p = counters_prev_.end(); // the inode names a new netns now: its counters started at 0
 		nlohmann::json n = {{"netns", ns}};
 		bool interesting = false;
 		if (c.has_conntrack) {
@@ -516,6 +518,9 @@ int Session::run()
 		auto end = snapshot_counters(watched_netns());
 		KernelWindow w;
 		for (const auto &[ns, c] : counters_start_) {
+			auto e = end.find(ns);
+			if (e != end.end() && !same_netns(c, e->second))
+				continue; // gone, its inode given to a new netns: that one was created in the window
 			if (c.has_conntrack)
 				w.conntrack_before[ns] = c.conntrack;
 			w.queues_before[ns] = c.queues;

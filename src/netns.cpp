@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <set>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <thread>
 #include <unistd.h>
@@ -34,7 +35,25 @@ std::map<uint32_t, std::string> list_netns()
 	return out;
 }
 
-std::vector<std::optional<std::string>> read_in_netns(const std::string &ns_path, const std::vector<std::string> &files)
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71
+#endif
+
+static uint64_t this_netns_cookie()
+{
+	uint64_t cookie = 0;
+	socklen_t len = sizeof(cookie);
+	int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return 0;
+	if (getsockopt(s, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len))
+		cookie = 0;
+	close(s);
+	return cookie;
+}
+
+std::vector<std::optional<std::string>> read_in_netns(const std::string &ns_path, const std::vector<std::string> &files,
+						      uint64_t *cookie)
 {
 	std::vector<std::optional<std::string>> out(files.size());
 	int fd = open(ns_path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -43,6 +62,8 @@ std::vector<std::optional<std::string>> read_in_netns(const std::string &ns_path
 	std::thread t([&] {
 		if (setns(fd, CLONE_NEWNET))
 			return;
+		if (cookie)
+			*cookie = this_netns_cookie();
 		for (size_t i = 0; i < files.size(); i++) {
 			try {
 				out[i] = read_file(files[i]);
@@ -60,7 +81,8 @@ NetnsCounters read_counters(const std::string &ns_path)
 	NetnsCounters c;
 	auto texts = read_in_netns(ns_path, {"/proc/thread-self/net/stat/nf_conntrack",
 					     "/proc/thread-self/net/netfilter/nfnetlink_queue",
-					     "/proc/thread-self/net/netlink"});
+					     "/proc/thread-self/net/netlink"},
+				   &c.cookie);
 	if (texts[0]) {
 		try {
 			c.conntrack = parse_conntrack_stat(*texts[0]).totals();

@@ -16,10 +16,14 @@ std::map<uint32_t, std::string> list_netns();
 
 // Read files (paths under /proc/thread-self/...) from inside a netns; a file that cannot be read is
 // nullopt. setns() moves only the calling thread, so this runs in a short-lived thread.
-std::vector<std::optional<std::string>> read_in_netns(const std::string &ns_path, const std::vector<std::string> &files);
+// With `cookie`, also the netns' cookie (SO_NETNS_COOKIE, 5.14+; 0 if unknown): unique per boot, while
+// inode numbers are handed out again as soon as a netns is gone.
+std::vector<std::optional<std::string>> read_in_netns(const std::string &ns_path, const std::vector<std::string> &files,
+						      uint64_t *cookie = nullptr);
 
 // One netns' counters at one moment.
 struct NetnsCounters {
+	uint64_t cookie = 0; // which netns had this inode (0: unknown)
 	bool has_conntrack = false;
 	std::map<std::string, uint64_t> conntrack; // /proc/net/stat/nf_conntrack totals over CPUs
 	bool has_nfqueue = false;
@@ -27,6 +31,11 @@ struct NetnsCounters {
 	std::vector<NetlinkSocket> netlink;        // /proc/net/netlink: the listeners' sockets
 };
 using CountersByNetns = std::map<uint32_t, NetnsCounters>;
+// Whether two snapshots under one inode are of the same netns (either cookie unknown: assume so).
+inline bool same_netns(const NetnsCounters &a, const NetnsCounters &b)
+{
+	return !a.cookie || !b.cookie || a.cookie == b.cookie;
+}
 
 NetnsCounters read_counters(const std::string &ns_path);
 // Every netns in `which` (list_netns() for all reachable ones).

@@ -16,10 +16,15 @@ namespace ctct {
 
 static std::string module_hint(const std::string &fn)
 {
+	const char *mod = nullptr;
 	if (fn.rfind("nfqnl_", 0) == 0)
-		return "module nfnetlink_queue not loaded?";
-	if (fn.find("conntrack") != std::string::npos || fn.rfind("nf_ct_", 0) == 0)
-		return "module nf_conntrack not loaded?";
+		mod = "nfnetlink_queue";
+	else if (fn.find("conntrack") != std::string::npos || fn.rfind("nf_ct_", 0) == 0)
+		mod = "nf_conntrack";
+	// /sys/module/NAME exists for a loaded module and for a built-in one with parameters (both of these)
+	if (mod && access((std::string("/sys/module/") + mod).c_str(), F_OK) != 0)
+		return std::string("module ") + mod + " is not loaded: it loads with the first rule that needs it, or modprobe " +
+		       mod + ", then start again";
 	return "renamed or inlined in this kernel?";
 }
 
