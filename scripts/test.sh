@@ -35,6 +35,10 @@ if [ "$(id -u)" = 0 ]; then
 	# ~1 million drops in the default-ring run at this host's ~50k/s; reported + lost == kernel, and none lost
 	suite "host kernel: flood, tiny ring accounts for every drop, default ring loses none" \
 		timeout 600 env CTCT_BUILD="$build" TINY_SECS=5 bash "$root/tests/e2e/flood.sh" tracepoint 20
+	suite "host kernel: a netns inode handed out again while tracing (tracepoint baselines)" \
+		timeout 300 env CTCT_BUILD="$build" bash "$root/tests/e2e/netns_reuse.sh" tracepoint
+	suite "host kernel: no BTF (hidden in a mount namespace): one line, exit 2; doctor works" \
+		timeout 120 env CTCT_BUILD="$build" bash "$root/tests/e2e/missing.sh"
 	suite "host kernel: selftest, auto backend" \
 		timeout 300 env CTCT_BUILD="$build" bash "$root/tests/e2e/selftest.sh" auto 3
 	# Debian's own kernels under qemu: fentry, kprobe and tracepoint on 6.1 (nf_reinject era) and 6.12.

@@ -40,7 +40,7 @@ load_modules() {
 
 topo_up() {
 	load_modules
-	for n in $CLI $RTR $SRV; do ip netns add "$n"; done
+	for n in $CLI $RTR $SRV; do [ -e "/run/netns/$n" ] || ip netns add "$n"; done # netns_reuse.sh makes RTR
 	ip link add c0 netns "$CLI" type veth peer name r0 netns "$RTR"
 	ip link add s0 netns "$SRV" type veth peer name r1 netns "$RTR"
 	in_ns "$CLI" ip addr add 10.231.1.2/24 dev c0

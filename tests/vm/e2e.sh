@@ -29,6 +29,8 @@ auto_is_fentry() {
 		[ "$(echo "$f" | jq -r '[.auto.hooks[] | select(.hook | test("^(confirm|confirm_return|enqueue|reinject)$")) | .attach] | unique | join(",")')" = fentry ]
 }
 
+# first, before anything loads the netfilter modules: what a kernel without them (or without BTF) says
+suite "missing: no BTF, netfilter modules not loaded" bash "$here/e2e/missing.sh"
 suite "features: auto picks fentry for the confirm and queue hooks" auto_is_fentry
 # doctor needs no BPF, so once per kernel rather than per backend.
 suite "doctor: rules, placement, risk, listener" bash "$here/e2e/doctor.sh"
@@ -40,6 +42,7 @@ for backend in fentry kprobe tracepoint; do
 	suite "$backend: queue losses" env FILTERS=$([ $backend = fentry ] && echo 1 || echo 0) \
 		bash "$here/e2e/queue_losses.sh" "$backend" "$PAIRS"
 done
+suite "tracepoint: a netns inode handed out again while tracing" bash "$here/e2e/netns_reuse.sh" tracepoint
 suite "fentry: verify, stats, --group flow" bash "$here/e2e/verify.sh" fentry 5
 suite "fentry: lifecycle" bash "$here/e2e/lifecycle.sh" fentry
 # emulated CPUs: the default ring may overflow too; every loss must be counted
