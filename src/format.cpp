@@ -1,6 +1,7 @@
 #include "format.hpp"
 
 #include <algorithm>
+#include <array>
 #include <arpa/inet.h>
 #include <charconv>
 #include <cinttypes>
@@ -8,6 +9,7 @@
 #include <cstring>
 #include <ctime>
 #include <netinet/in.h>
+#include <string_view>
 #include "cli_util.hpp"
 
 namespace ctct {
@@ -22,7 +24,11 @@ std::string addr_to_string(const uint8_t addr[16], uint8_t l3num)
 	return buf;
 }
 
-std::string proto_name(uint8_t p)
+// The names of known values as literals, shared by the std::string functions below and the JSON line
+// (which writes them without a temporary string or an escape scan). Empty: not a known value.
+namespace {
+
+std::string_view proto_known(uint8_t p)
 {
 	switch (p) {
 	case IPPROTO_TCP: return "tcp";
@@ -33,24 +39,24 @@ std::string proto_name(uint8_t p)
 	case IPPROTO_UDPLITE: return "udplite";
 	case IPPROTO_DCCP: return "dccp";
 	case IPPROTO_GRE: return "gre";
-	default: return std::to_string(p);
+	default: return {};
 	}
 }
 
-std::string hook_name(uint8_t hook)
+std::string_view hook_known(uint8_t hook)
 {
-	static const char *names[] = {"prerouting", "input", "forward", "output", "postrouting"};
-	return hook < 5 ? names[hook] : std::to_string(hook);
+	static constexpr std::string_view names[] = {"prerouting", "input", "forward", "output", "postrouting"};
+	return hook < 5 ? names[hook] : std::string_view();
 }
 
-std::string verdict_name(uint32_t v)
+std::string_view verdict_known(uint32_t v)
 {
-	static const char *names[] = {"drop", "accept", "stolen", "queue", "repeat", "stop"};
+	static constexpr std::string_view names[] = {"drop", "accept", "stolen", "queue", "repeat", "stop"};
 	// NF_VERDICT_MASK: the upper bits carry a queue number or errno
-	return (v & 0xff) < 6 ? names[v & 0xff] : std::to_string(v);
+	return (v & 0xff) < 6 ? names[v & 0xff] : std::string_view();
 }
 
-std::string event_type_name(uint32_t type)
+std::string_view event_type_known(uint32_t type)
 {
 	switch (type) {
 	case CTCT_EV_CONFIRM_DROP: return "confirm_drop";
@@ -58,11 +64,11 @@ std::string event_type_name(uint32_t type)
 	case CTCT_EV_VERDICT_DROP: return "verdict_drop";
 	case CTCT_EV_QUEUE_DROP: return "queue_drop";
 	case CTCT_EV_QUEUE_BYPASS: return "queue_bypass";
-	default: return "unknown_" + std::to_string(type);
+	default: return {};
 	}
 }
 
-std::string cause_name(uint32_t cause)
+std::string_view cause_sv(uint32_t cause)
 {
 	switch (cause) {
 	case CTCT_CAUSE_CLASH: return "clash";
@@ -79,7 +85,7 @@ std::string cause_name(uint32_t cause)
 	}
 }
 
-std::string source_name(uint32_t source)
+std::string_view source_sv(uint32_t source)
 {
 	switch (source) {
 	case CTCT_SRC_CONFIRM_HOOK: return "confirm_hook";
@@ -89,6 +95,36 @@ std::string source_name(uint32_t source)
 	default: return "unknown";
 	}
 }
+
+} // namespace
+
+std::string proto_name(uint8_t p)
+{
+	std::string_view n = proto_known(p);
+	return n.empty() ? std::to_string(p) : std::string(n);
+}
+
+std::string hook_name(uint8_t hook)
+{
+	std::string_view n = hook_known(hook);
+	return n.empty() ? std::to_string(hook) : std::string(n);
+}
+
+std::string verdict_name(uint32_t v)
+{
+	std::string_view n = verdict_known(v);
+	return n.empty() ? std::to_string(v) : std::string(n);
+}
+
+std::string event_type_name(uint32_t type)
+{
+	std::string_view n = event_type_known(type);
+	return n.empty() ? "unknown_" + std::to_string(type) : std::string(n);
+}
+
+std::string cause_name(uint32_t cause) { return std::string(cause_sv(cause)); }
+
+std::string source_name(uint32_t source) { return std::string(source_sv(source)); }
 
 bool event_is_drop(uint32_t type)
 {
@@ -116,7 +152,9 @@ std::string tuple_to_string(const ctct_tuple &t)
 	return proto_name(t.protonum) + " " + endpoint(t.src, t.sport, t) + " -> " + endpoint(t.dst, t.dport, t);
 }
 
-std::string iso8601_ns(int64_t ns)
+// iso8601_ns into buf (at least kIso8601Max bytes), without a std::string: the JSON line writes it in place.
+constexpr size_t kIso8601Max = 96;
+static size_t iso8601_into(char *buf, int64_t ns)
 {
 	// Floor division: before 1970 the fraction must still be 0..999999999, not "-000000001".
 	int64_t sec = ns / 1000000000, frac = ns % 1000000000;
@@ -126,25 +164,32 @@ std::string iso8601_ns(int64_t ns)
 	}
 	// Events come in bursts within one second: gmtime_r + strftime once per second, not per event.
 	thread_local int64_t cached_sec = INT64_MIN;
-	thread_local std::string cached;
+	thread_local char cached[64];
+	thread_local size_t cached_len = 0;
 	if (sec != cached_sec) {
 		time_t t = (time_t)sec;
 		struct tm tm;
-		if (!gmtime_r(&t, &tm))
-			return std::to_string(ns) + "ns";
-		char buf[64];
-		cached.assign(buf, strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm));
+		if (!gmtime_r(&t, &tm)) {
+			char *end = std::to_chars(buf, buf + 24, ns).ptr;
+			memcpy(end, "ns", 2);
+			return end + 2 - buf;
+		}
+		cached_len = strftime(cached, sizeof(cached), "%Y-%m-%dT%H:%M:%S", &tm);
 		cached_sec = sec;
 	}
-	std::string out;
-	out.reserve(cached.size() + 11);
-	out = cached;
-	char digits[11] = ".000000000";
-	for (int i = 9; i >= 1 && frac; i--, frac /= 10)
+	memcpy(buf, cached, cached_len);
+	char *digits = buf + cached_len;
+	digits[0] = '.';
+	for (int i = 9; i >= 1; i--, frac /= 10)
 		digits[i] = (char)('0' + frac % 10);
-	out.append(digits, 10);
-	out += 'Z';
-	return out;
+	digits[10] = 'Z';
+	return cached_len + 11;
+}
+
+std::string iso8601_ns(int64_t ns)
+{
+	char buf[kIso8601Max];
+	return std::string(buf, iso8601_into(buf, ns));
 }
 
 int64_t wall_clock_ns(uint64_t mono_ns, int64_t realtime_offset_ns)
@@ -253,78 +298,126 @@ nlohmann::json event_json(const ctct_event &e, const FormatContext &ctx)
 // as its serializer prints them. Tested against event_json().dump() in unit tests and in fuzz_event.
 namespace {
 
-struct JsonLine {
-	// Writes into out's own storage through a cursor: one size check per field instead of a
-	// std::string::append call per fragment (the per-fragment calls were most of the time).
-	std::string &out;
-	size_t len;
+// Bytes nlohmann's dump writes as they are: printable ASCII but '"' and '\\'. Anything else (control
+// bytes, non-ASCII, invalid UTF-8) goes the slow way, through nlohmann itself.
+constexpr std::array<bool, 256> kPlainJsonByte = [] {
+	std::array<bool, 256> t{};
+	for (int c = 0x20; c <= 0x7e; c++)
+		t[c] = c != '"' && c != '\\';
+	return t;
+}();
 
-	explicit JsonLine(std::string &o) : out(o), len(o.size()) { out.resize(len + 1024); }
-	~JsonLine() { out.resize(len); }
+// "0".."255" for IPv4 octets: the length in the last byte, so one 4-byte copy writes any of them.
+constexpr std::array<std::array<char, 4>, 256> kOctet = [] {
+	std::array<std::array<char, 4>, 256> t{};
+	for (int v = 0; v < 256; v++) {
+		int n = 0;
+		if (v >= 100)
+			t[v][n++] = (char)('0' + v / 100);
+		if (v >= 10)
+			t[v][n++] = (char)('0' + v / 10 % 10);
+		t[v][n++] = (char)('0' + v % 10);
+		t[v][3] = (char)n;
+	}
+	return t;
+}();
+
+struct JsonLine {
+	// Writes into out's own storage through a cursor: one bounds check per fragment, inlined; growing is
+	// the cold path. Most of a line is literals of known length, written without a temporary.
+	static constexpr size_t kSlack = 1536; // a typical line (~1 KB) fits without growing
+	std::string &out;
+	char *p, *end;
+
+	explicit JsonLine(std::string &o) : out(o)
+	{
+		size_t len = out.size();
+		out.resize(len + kSlack);
+		p = &out[len];
+		end = &out[0] + out.size();
+	}
+	~JsonLine() { out.resize(p - &out[0]); }
+	JsonLine(const JsonLine &) = delete;
+	JsonLine &operator=(const JsonLine &) = delete;
+
+	[[gnu::noinline]] void grow(size_t need)
+	{
+		size_t len = p - &out[0];
+		out.resize(len + need + kSlack);
+		p = &out[len];
+		end = &out[0] + out.size();
+	}
 	char *room(size_t need)
 	{
-		if (len + need > out.size())
-			out.resize(std::max(out.size() * 2, len + need));
-		return &out[len];
+		if ((size_t)(end - p) < need)
+			grow(need);
+		return p;
 	}
-	void raw(const char *p, size_t n)
+	void raw(const char *s, size_t n)
 	{
-		memcpy(room(n), p, n);
-		len += n;
+		memcpy(room(n), s, n);
+		p += n;
 	}
-	template <size_t N> void lit(const char (&s)[N]) { raw(s, N - 1); }
+	template <size_t N> void lit(const char (&s)[N]) { raw(s, N - 1); } // a literal, keys with their quotes
 	void ch(char c)
 	{
 		*room(1) = c;
-		len++;
+		p++;
 	}
-	template <size_t N> void key(const char (&k)[N]) // a literal: no escaping, length known
+	// A string known to need no escaping (the fixed names above, digits, timestamps): quotes only.
+	void plain(std::string_view v)
 	{
-		char *p = room(N + 2);
-		p[0] = '"';
-		memcpy(p + 1, k, N - 1);
-		p[N] = '"';
-		p[N + 1] = ':';
-		len += N + 2;
+		char *d = room(v.size() + 2);
+		d[0] = '"';
+		memcpy(d + 1, v.data(), v.size());
+		d[v.size() + 1] = '"';
+		p = d + v.size() + 2;
 	}
-	void str(const std::string &v)
+	// Any string (names from BTF and kallsyms): escaped exactly as nlohmann does.
+	void str(std::string_view v)
 	{
-		for (unsigned char c : v) {
-			if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') {
-				// Control bytes, non-ASCII, invalid UTF-8: nlohmann's own escaping and U+FFFD replacement.
-				std::string e = nlohmann::json(v).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-				raw(e.data(), e.size());
-				return;
-			}
-		}
-		char *p = room(v.size() + 2);
-		p[0] = '"';
-		memcpy(p + 1, v.data(), v.size());
-		p[v.size() + 1] = '"';
-		len += v.size() + 2;
+		for (unsigned char c : v)
+			if (!kPlainJsonByte[c])
+				return escaped(v);
+		plain(v);
+	}
+	[[gnu::noinline]] void escaped(std::string_view v)
+	{
+		// Control bytes, non-ASCII, invalid UTF-8: nlohmann's own escaping and U+FFFD replacement.
+		std::string e = nlohmann::json(std::string(v)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+		raw(e.data(), e.size());
 	}
 	void num(uint64_t v)
 	{
-		char *p = room(24);
-		len += std::to_chars(p, p + 24, v).ptr - p;
+		char *d = room(24);
+		p = std::to_chars(d, d + 24, v).ptr;
 	}
 	void snum(int64_t v)
 	{
-		char *p = room(24);
-		len += std::to_chars(p, p + 24, v).ptr - p;
+		char *d = room(24);
+		p = std::to_chars(d, d + 24, v).ptr;
+	}
+	void quoted_num(uint64_t v) // unknown values of a name: nlohmann prints std::to_string's digits, quoted
+	{
+		char *d = room(26);
+		*d++ = '"';
+		d = std::to_chars(d, d + 24, v).ptr;
+		*d++ = '"';
+		p = d;
 	}
 	void null() { lit("null"); }
 };
 
 void ipv4(JsonLine &j, const uint8_t a[4])
 {
-	char *p = j.room(17), *start = p;
+	char *p = j.room(20); // 17 + the table's copy of up to 3 bytes past the last octet
 	*p++ = '"';
 	for (int i = 0; i < 4; i++) {
-		p = std::to_chars(p, p + 3, a[i]).ptr;
+		memcpy(p, kOctet[a[i]].data(), 4);
+		p += kOctet[a[i]][3];
 		*p++ = i < 3 ? '.' : '"';
 	}
-	j.len += p - start;
+	j.p = p;
 }
 
 // inet_ntop(AF_INET6) without its sprintf per group (it was a quarter of the time with 20% IPv6 events).
@@ -353,7 +446,8 @@ void ipv6(JsonLine &j, const uint8_t a[16])
 	}
 	if (best_len < 2)
 		best = -1;
-	char *p = j.room(48), *start = p;
+	static constexpr char hex[] = "0123456789abcdef";
+	char *p = j.room(52);
 	*p++ = '"';
 	for (int i = 0; i < 8; i++) {
 		if (best >= 0 && i >= best && i < best + best_len) {
@@ -365,18 +459,22 @@ void ipv6(JsonLine &j, const uint8_t a[16])
 			*p++ = ':';
 		if (i == 6 && best == 0 && (best_len == 6 || (best_len == 5 && w[5] == 0xffff))) {
 			for (int b = 12; b < 16; b++) {
-				p = std::to_chars(p, p + 3, a[b]).ptr;
+				memcpy(p, kOctet[a[b]].data(), 4);
+				p += kOctet[a[b]][3];
 				if (b < 15)
 					*p++ = '.';
 			}
 			break;
 		}
-		p = std::to_chars(p, p + 4, w[i], 16).ptr;
+		unsigned v = w[i];
+		int digits = v >= 0x1000 ? 4 : v >= 0x100 ? 3 : v >= 0x10 ? 2 : 1;
+		for (int d = digits - 1; d >= 0; d--)
+			*p++ = hex[(v >> (4 * d)) & 0xf];
 	}
 	if (best >= 0 && best + best_len == 8)
 		*p++ = ':';
 	*p++ = '"';
-	j.len += p - start;
+	j.p = p;
 }
 
 void addr_str(JsonLine &j, const uint8_t a[16], uint8_t l3num)
@@ -385,51 +483,48 @@ void addr_str(JsonLine &j, const uint8_t a[16], uint8_t l3num)
 		ipv4(j, a);
 	else if (l3num == AF_INET6)
 		ipv6(j, a);
-	else {
-		j.str(addr_to_string(a, l3num));
-	}
+	else
+		j.lit("\"?\""); // addr_to_string of an unknown family
 }
 
 void tuple_line(JsonLine &j, const ctct_tuple &t)
 {
 	bool ports = has_ports(t.protonum), icmp = t.protonum == IPPROTO_ICMP || t.protonum == IPPROTO_ICMPV6;
-	j.ch('{');
 	if (ports) {
-		j.key("dport");
+		j.lit("{\"dport\":");
 		j.num(ntohs(t.dport));
-		j.ch(',');
+		j.lit(",\"dst\":");
+	} else {
+		j.lit("{\"dst\":");
 	}
-	j.key("dst");
 	addr_str(j, t.dst, t.l3num);
-	j.ch(',');
-	j.key("family");
 	if (t.l3num == AF_INET6)
-		j.lit("\"ipv6\"");
+		j.lit(",\"family\":\"ipv6\"");
 	else if (t.l3num == AF_INET)
-		j.lit("\"ipv4\"");
-	else
-		j.str(std::to_string(t.l3num));
+		j.lit(",\"family\":\"ipv4\"");
+	else {
+		j.lit(",\"family\":");
+		j.quoted_num(t.l3num);
+	}
 	if (icmp) {
-		j.ch(',');
-		j.key("icmp_code");
+		j.lit(",\"icmp_code\":");
 		j.num(ntohs(t.dport) & 0xff);
-		j.ch(',');
-		j.key("icmp_id");
+		j.lit(",\"icmp_id\":");
 		j.num(ntohs(t.sport));
-		j.ch(',');
-		j.key("icmp_type");
+		j.lit(",\"icmp_type\":");
 		j.num(ntohs(t.dport) >> 8);
 	}
-	j.ch(',');
-	j.key("proto");
-	j.str(proto_name(t.protonum));
+	j.lit(",\"proto\":");
+	std::string_view proto = proto_known(t.protonum);
+	if (proto.empty())
+		j.quoted_num(t.protonum);
+	else
+		j.plain(proto);
 	if (ports) {
-		j.ch(',');
-		j.key("sport");
+		j.lit(",\"sport\":");
 		j.num(ntohs(t.sport));
 	}
-	j.ch(',');
-	j.key("src");
+	j.lit(",\"src\":");
 	addr_str(j, t.src, t.l3num);
 	j.ch('}');
 }
@@ -438,34 +533,35 @@ void queue_line(JsonLine &j, const ctct_queue &q, uint32_t flags, uint32_t valid
 {
 	if (!(flags & valid_flag))
 		return j.null();
-	j.ch('{');
-	j.key("hook");
-	if (known.hook)
-		j.str(hook_name(q.hook));
-	else
+	j.lit("{\"hook\":");
+	std::string_view hook = hook_known(q.hook);
+	if (!known.hook)
 		j.null();
-	j.ch(',');
-	j.key("latency_ns");
+	else if (hook.empty())
+		j.quoted_num(q.hook);
+	else
+		j.plain(hook);
+	j.lit(",\"latency_ns\":");
 	int64_t lat = queue_latency_ns(q, flags, valid_flag);
 	if (lat < 0)
 		j.null();
 	else
 		j.snum(lat);
-	j.ch(',');
-	j.key("num");
+	j.lit(",\"num\":");
 	j.num(q.queue_num);
-	j.ch(',');
-	j.key("packet_id");
+	j.lit(",\"packet_id\":");
 	if (known.handed_to_listener)
 		j.num(q.packet_id);
 	else
 		j.null();
-	j.ch(',');
-	j.key("verdict");
-	if (known.handed_to_listener)
-		j.str(verdict_name(q.verdict));
-	else
+	j.lit(",\"verdict\":");
+	std::string_view verdict = verdict_known(q.verdict);
+	if (!known.handed_to_listener)
 		j.null();
+	else if (verdict.empty())
+		j.quoted_num(q.verdict);
+	else
+		j.plain(verdict);
 	j.ch('}');
 }
 
@@ -475,34 +571,29 @@ void conn_line(JsonLine &j, const ctct_conn &c, const ctct_event *winner_of)
 	j.ch('{');
 	if (winner_of) {
 		const ctct_event &e = *winner_of;
-		j.key("confirmed_before_ns");
+		j.lit("\"confirmed_before_ns\":");
 		if ((e.flags & CTCT_F_WINNER_QUEUED) && e.ts_ns >= e.winner_confirm_ns)
 			j.num(e.ts_ns - e.winner_confirm_ns);
 		else
 			j.null();
 		j.ch(',');
 	}
-	j.key("mark");
+	j.lit("\"mark\":");
 	j.num(c.mark);
-	j.ch(',');
-	j.key("orig");
+	j.lit(",\"orig\":");
 	tuple_line(j, c.orig);
 	if (winner_of) {
-		j.ch(',');
-		j.key("queue");
+		j.lit(",\"queue\":");
 		queue_line(j, winner_of->winner_queue, winner_of->flags, CTCT_F_WINNER_QUEUED);
 	}
-	j.ch(',');
-	j.key("reply");
+	j.lit(",\"reply\":");
 	tuple_line(j, c.reply);
-	j.ch(',');
-	j.key("status");
-	char status[24] = "\"0x";
-	auto end = std::to_chars(status + 3, status + sizeof(status) - 1, (uint64_t)c.status, 16).ptr;
-	*end++ = '"';
-	j.raw(status, end - status);
-	j.ch(',');
-	j.key("zone");
+	j.lit(",\"status\":\"0x");
+	char *d = j.room(20);
+	d = std::to_chars(d, d + 16, (uint64_t)c.status, 16).ptr;
+	*d++ = '"';
+	j.p = d;
+	j.lit(",\"zone\":");
 	j.num(c.zone);
 	j.ch('}');
 }
@@ -512,72 +603,70 @@ void conn_line(JsonLine &j, const ctct_conn &c, const ctct_event *winner_of)
 void append_event_json_line(std::string &out, const ctct_event &e, const FormatContext &ctx)
 {
 	JsonLine j(out);
-	j.ch('{');
-	j.key("cause");
-	j.str(cause_name(e.cause));
-	j.ch(',');
-	j.key("cpu");
+	j.lit("{\"cause\":");
+	j.plain(cause_sv(e.cause));
+	j.lit(",\"cpu\":");
 	j.num(e.cpu);
 	if (event_is_drop(e.type)) {
-		j.ch(',');
-		j.key("drop");
 		if (e.flags & CTCT_F_FREED) {
-			j.lit("{\"freed\":true,");
-			j.key("location");
-			j.str(ctx.symbolize ? ctx.symbolize(e.drop_location) : "");
-			j.ch(',');
-			j.key("reason");
-			j.str(ctx.drop_reason_name ? ctx.drop_reason_name(e.drop_reason) : std::to_string(e.drop_reason));
-			j.ch(',');
-			j.key("reason_code");
+			j.lit(",\"drop\":{\"freed\":true,\"location\":");
+			if (ctx.symbolize)
+				j.str(ctx.symbolize(e.drop_location));
+			else
+				j.lit("\"\"");
+			j.lit(",\"reason\":");
+			if (ctx.drop_reason_name)
+				j.str(ctx.drop_reason_name(e.drop_reason));
+			else
+				j.quoted_num(e.drop_reason);
+			j.lit(",\"reason_code\":");
 			j.num(e.drop_reason);
 			j.ch('}');
 		} else {
-			j.lit("{\"freed\":false,\"location\":null,\"reason\":null,\"reason_code\":null}");
+			j.lit(",\"drop\":{\"freed\":false,\"location\":null,\"reason\":null,\"reason_code\":null}");
 		}
 	}
 	if (e.type == CTCT_EV_QUEUE_DROP || e.type == CTCT_EV_QUEUE_BYPASS) {
-		j.ch(',');
-		j.key("enqueue_error");
+		j.lit(",\"enqueue_error\":");
 		if (e.enqueue_error)
 			j.snum(e.enqueue_error);
 		else
 			j.null();
 	}
 	if (e.source == CTCT_SRC_FREE_HEURISTIC) {
-		j.ch(',');
-		j.key("insert_failed_delta");
+		j.lit(",\"insert_failed_delta\":");
 		j.num(e.insert_failed_delta);
 	}
-	j.ch(',');
-	j.key("loser");
+	j.lit(",\"loser\":");
 	if (e.flags & CTCT_F_NO_CONNTRACK)
 		j.null();
 	else
 		conn_line(j, e.loser, nullptr);
-	j.ch(',');
-	j.key("netns");
+	j.lit(",\"netns\":");
 	j.num(e.netns_ino);
-	j.ch(',');
-	j.key("queue");
+	j.lit(",\"queue\":");
 	queue_line(j, e.loser_queue, e.flags, CTCT_F_LOSER_QUEUED, loser_queue_facts(e));
-	j.ch(',');
-	j.key("schema");
+	j.lit(",\"schema\":");
 	j.num(CTCT_SCHEMA_VERSION);
-	j.ch(',');
-	j.key("source");
-	j.str(source_name(e.source));
-	j.ch(',');
-	j.key("time");
-	j.str(iso8601_ns(wall_clock_ns(e.ts_ns, ctx.realtime_offset_ns)));
-	j.ch(',');
-	j.key("ts_mono_ns");
+	j.lit(",\"source\":");
+	j.plain(source_sv(e.source));
+	j.lit(",\"time\":\"");
+	char *d = j.room(kIso8601Max + 1);
+	d += iso8601_into(d, wall_clock_ns(e.ts_ns, ctx.realtime_offset_ns));
+	*d++ = '"';
+	j.p = d;
+	j.lit(",\"ts_mono_ns\":");
 	j.num(e.ts_ns);
-	j.ch(',');
-	j.key("type");
-	j.str(event_type_name(e.type));
-	j.ch(',');
-	j.key("winner");
+	j.lit(",\"type\":");
+	std::string_view type = event_type_known(e.type);
+	if (type.empty()) {
+		j.lit("\"unknown_");
+		j.num(e.type);
+		j.ch('"');
+	} else {
+		j.plain(type);
+	}
+	j.lit(",\"winner\":");
 	if (e.flags & CTCT_F_HAS_WINNER)
 		conn_line(j, e.winner, &e);
 	else
