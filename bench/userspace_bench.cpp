@@ -125,6 +125,7 @@ FormatContext context()
 		return it == reasons.end() ? std::to_string(v) : it->second;
 	};
 	ctx.symbolize = [](uint64_t a) { return kallsyms().symbolize(a); };
+	ctx.stable_names = true; // as main.cpp
 	return ctx;
 }
 

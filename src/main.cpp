@@ -400,6 +400,7 @@ int Session::run()
 	ctx_.realtime_offset_ns = realtime_offset_ns();
 	ctx_.drop_reason_name = [&](uint32_t v) { return reasons_.name(v); };
 	ctx_.symbolize = [&](uint64_t addr) { return ksyms_.symbolize(addr); };
+	ctx_.stable_names = true; // both are read once above: the JSON line may keep their answers
 	summary_.queue_observable = !plan_.detect_at_free;
 
 	TracerOptions opts;
