@@ -633,58 +633,68 @@ void tuple_line(JsonLine &j, const ctct_tuple &t)
 	j.p = d;
 }
 
+inline char *put_plain(char *d, std::string_view v) // a fixed name, quoted
+{
+	*d++ = '"';
+	copy_short(d, v.data(), v.size());
+	d += v.size();
+	*d++ = '"';
+	return d;
+}
+
 void queue_line(JsonLine &j, const ctct_queue &q, uint32_t flags, uint32_t valid_flag, QueueFacts known = {})
 {
 	if (!(flags & valid_flag))
 		return j.null();
-	j.lit("{\"hook\":");
+	char *d = j.room(192); // keys ~60 bytes, two names <= 13, four numbers <= 20: under 160
+	d = put(d, "{\"hook\":");
 	std::string_view hook = hook_known(q.hook);
 	if (!known.hook)
-		j.null();
+		d = put(d, "null");
 	else if (hook.empty())
-		j.quoted_num(q.hook);
+		d = put_quoted_decimal(d, q.hook);
 	else
-		j.plain(hook);
-	j.lit(",\"latency_ns\":");
+		d = put_plain(d, hook);
+	d = put(d, ",\"latency_ns\":");
 	int64_t lat = queue_latency_ns(q, flags, valid_flag);
 	if (lat < 0)
-		j.null();
+		d = put(d, "null");
 	else
-		j.snum(lat);
-	j.lit(",\"num\":");
-	j.num(q.queue_num);
-	j.lit(",\"packet_id\":");
+		d = write_decimal(d, (uint64_t)lat);
+	d = write_decimal(put(d, ",\"num\":"), q.queue_num);
+	d = put(d, ",\"packet_id\":");
 	if (known.handed_to_listener)
-		j.num(q.packet_id);
+		d = write_decimal(d, q.packet_id);
 	else
-		j.null();
-	j.lit(",\"verdict\":");
+		d = put(d, "null");
+	d = put(d, ",\"verdict\":");
 	std::string_view verdict = verdict_known(q.verdict);
 	if (!known.handed_to_listener)
-		j.null();
+		d = put(d, "null");
 	else if (verdict.empty())
-		j.quoted_num(q.verdict);
+		d = put_quoted_decimal(d, q.verdict);
 	else
-		j.plain(verdict);
-	j.ch('}');
+		d = put_plain(d, verdict);
+	*d++ = '}';
+	j.p = d;
 }
 
 // conn_json's fields, plus the winner's confirmed_before_ns and queue when given.
 void conn_line(JsonLine &j, const ctct_conn &c, const ctct_event *winner_of)
 {
-	j.ch('{');
+	char *d = j.room(96); // '{', confirmed_before_ns and mark with their numbers, the "orig" key: < 80
+	*d++ = '{';
 	if (winner_of) {
 		const ctct_event &e = *winner_of;
-		j.lit("\"confirmed_before_ns\":");
+		d = put(d, "\"confirmed_before_ns\":");
 		if ((e.flags & CTCT_F_WINNER_QUEUED) && e.ts_ns >= e.winner_confirm_ns)
-			j.num(e.ts_ns - e.winner_confirm_ns);
+			d = write_decimal(d, e.ts_ns - e.winner_confirm_ns);
 		else
-			j.null();
-		j.ch(',');
+			d = put(d, "null");
+		*d++ = ',';
 	}
-	j.lit("\"mark\":");
-	j.num(c.mark);
-	j.lit(",\"orig\":");
+	d = write_decimal(put(d, "\"mark\":"), c.mark);
+	j.p = put(d, ",\"orig\":");
 	tuple_line(j, c.orig);
 	if (winner_of) {
 		j.lit(",\"queue\":");
@@ -692,14 +702,12 @@ void conn_line(JsonLine &j, const ctct_conn &c, const ctct_event *winner_of)
 	}
 	j.lit(",\"reply\":");
 	tuple_line(j, c.reply);
-	j.lit(",\"status\":\"0x");
-	char *d = j.room(20);
+	d = j.room(64); // status (16 hex digits at most) and zone with their keys: < 50
+	d = put(d, ",\"status\":\"0x");
 	d = std::to_chars(d, d + 16, (uint64_t)c.status, 16).ptr;
-	*d++ = '"';
+	d = write_decimal(put(d, "\",\"zone\":"), c.zone);
+	*d++ = '}';
 	j.p = d;
-	j.lit(",\"zone\":");
-	j.num(c.zone);
-	j.ch('}');
 }
 
 } // namespace
@@ -731,10 +739,9 @@ void memo_str(JsonLine &j, std::unordered_map<Key, std::string> &memo, bool use_
 void append_event_json_line(std::string &out, const ctct_event &e, const FormatContext &ctx)
 {
 	JsonLine j(out);
-	j.lit("{\"cause\":");
-	j.plain(cause_sv(e.cause));
-	j.lit(",\"cpu\":");
-	j.num(e.cpu);
+	char *d = j.room(80); // the longest cause name is 30 bytes: under 64
+	d = put_plain(put(d, "{\"cause\":"), cause_sv(e.cause));
+	j.p = write_decimal(put(d, ",\"cpu\":"), e.cpu);
 	if (event_is_drop(e.type)) {
 		if (e.flags & CTCT_F_FREED) {
 			j.lit(",\"drop\":{\"freed\":true,\"location\":");
@@ -774,27 +781,22 @@ void append_event_json_line(std::string &out, const ctct_event &e, const FormatC
 	j.num(e.netns_ino);
 	j.lit(",\"queue\":");
 	queue_line(j, e.loser_queue, e.flags, CTCT_F_LOSER_QUEUED, loser_queue_facts(e));
-	j.lit(",\"schema\":");
-	j.num(CTCT_SCHEMA_VERSION);
-	j.lit(",\"source\":");
-	j.plain(source_sv(e.source));
-	j.lit(",\"time\":\"");
-	char *d = j.room(kIso8601Max + 1);
+	// schema .. the winner's key: under 200 bytes (the time is at most kIso8601Max)
+	d = j.room(128 + kIso8601Max);
+	d = write_decimal(put(d, ",\"schema\":"), CTCT_SCHEMA_VERSION);
+	d = put_plain(put(d, ",\"source\":"), source_sv(e.source));
+	d = put(d, ",\"time\":\"");
 	d += iso8601_into(d, wall_clock_ns(e.ts_ns, ctx.realtime_offset_ns));
-	*d++ = '"';
-	j.p = d;
-	j.lit(",\"ts_mono_ns\":");
-	j.num(e.ts_ns);
-	j.lit(",\"type\":");
+	d = write_decimal(put(d, "\",\"ts_mono_ns\":"), e.ts_ns);
+	d = put(d, ",\"type\":");
 	std::string_view type = event_type_known(e.type);
 	if (type.empty()) {
-		j.lit("\"unknown_");
-		j.num(e.type);
-		j.ch('"');
+		d = write_decimal(put(d, "\"unknown_"), e.type);
+		*d++ = '"';
 	} else {
-		j.plain(type);
+		d = put_plain(d, type);
 	}
-	j.lit(",\"winner\":");
+	j.p = put(d, ",\"winner\":");
 	if (e.flags & CTCT_F_HAS_WINNER)
 		conn_line(j, e.winner, &e);
 	else
