@@ -125,6 +125,7 @@ FormatContext context()
 		return it == reasons.end() ? std::to_string(v) : it->second;
 	};
 	ctx.symbolize = [](uint64_t a) { return kallsyms().symbolize(a); };
+	ctx.stable_names = true; // as main.cpp
 	return ctx;
 }
 
@@ -142,7 +143,7 @@ std::string json_line_nlohmann(const ctct_event &e, const FormatContext &ctx)
 	return event_json(e, ctx).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-// What main.cpp does now: one reused line buffer.
+// One line into a reused buffer (main.cpp writes it straight into the LineWriter's buffer instead).
 const std::string &json_line(const ctct_event &e, const FormatContext &ctx)
 {
 	static std::string line;
@@ -195,10 +196,17 @@ void BM_Pipeline(benchmark::State &state)
 			decode_event(record(i++), sizeof(ctct_event), e);
 			summary.add(e);
 			tally.add(e); // Session::on_event's bookkeeping (stats, verify)
-			std::string nl;
-			const std::string &line = nlohmann_path ? (nl = json_line_nlohmann(e, ctx)) : json_line(e, ctx);
-			bytes += line.size() + 1;
-			out.write_line(line);
+			if (nlohmann_path) {
+				std::string line = json_line_nlohmann(e, ctx);
+				bytes += line.size() + 1;
+				out.write_line(line);
+			} else {
+				out.write_line_from([&](std::string &buf) {
+					size_t before = buf.size();
+					append_event_json_line(buf, e, ctx); // as main.cpp: straight into the output buffer
+					bytes += buf.size() - before + 1;
+				});
+			}
 			// run_trace flushes once per poll; a busy poll returns a few thousand records.
 			if (i % 4096 == 0)
 				out.flush();
@@ -305,7 +313,7 @@ void BM_LongRunRss(benchmark::State &state)
 			e.ts_ns += i * 1000; // distinct times, as a real run
 			summary.add(e);
 			tally.add(e);
-			out.write_line(json_line(e, ctx));
+			out.write_line_from([&](std::string &buf) { append_event_json_line(buf, e, ctx); });
 			if (i % 4096 == 0)
 				out.flush();
 			if (i + 1 == 1000000)

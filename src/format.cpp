@@ -1,6 +1,7 @@
 #include "format.hpp"
 
 #include <algorithm>
+#include <array>
 #include <arpa/inet.h>
 #include <charconv>
 #include <cinttypes>
@@ -8,6 +9,7 @@
 #include <cstring>
 #include <ctime>
 #include <netinet/in.h>
+#include <string_view>
 #include "cli_util.hpp"
 
 namespace ctct {
@@ -22,7 +24,11 @@ std::string addr_to_string(const uint8_t addr[16], uint8_t l3num)
 	return buf;
 }
 
-std::string proto_name(uint8_t p)
+// The names of known values as literals, shared by the std::string functions below and the JSON line
+// (which writes them without a temporary string or an escape scan). Empty: not a known value.
+namespace {
+
+std::string_view proto_known(uint8_t p)
 {
 	switch (p) {
 	case IPPROTO_TCP: return "tcp";
@@ -33,24 +39,24 @@ std::string proto_name(uint8_t p)
 	case IPPROTO_UDPLITE: return "udplite";
 	case IPPROTO_DCCP: return "dccp";
 	case IPPROTO_GRE: return "gre";
-	default: return std::to_string(p);
+	default: return {};
 	}
 }
 
-std::string hook_name(uint8_t hook)
+std::string_view hook_known(uint8_t hook)
 {
-	static const char *names[] = {"prerouting", "input", "forward", "output", "postrouting"};
-	return hook < 5 ? names[hook] : std::to_string(hook);
+	static constexpr std::string_view names[] = {"prerouting", "input", "forward", "output", "postrouting"};
+	return hook < 5 ? names[hook] : std::string_view();
 }
 
-std::string verdict_name(uint32_t v)
+std::string_view verdict_known(uint32_t v)
 {
-	static const char *names[] = {"drop", "accept", "stolen", "queue", "repeat", "stop"};
+	static constexpr std::string_view names[] = {"drop", "accept", "stolen", "queue", "repeat", "stop"};
 	// NF_VERDICT_MASK: the upper bits carry a queue number or errno
-	return (v & 0xff) < 6 ? names[v & 0xff] : std::to_string(v);
+	return (v & 0xff) < 6 ? names[v & 0xff] : std::string_view();
 }
 
-std::string event_type_name(uint32_t type)
+std::string_view event_type_known(uint32_t type)
 {
 	switch (type) {
 	case CTCT_EV_CONFIRM_DROP: return "confirm_drop";
@@ -58,11 +64,11 @@ std::string event_type_name(uint32_t type)
 	case CTCT_EV_VERDICT_DROP: return "verdict_drop";
 	case CTCT_EV_QUEUE_DROP: return "queue_drop";
 	case CTCT_EV_QUEUE_BYPASS: return "queue_bypass";
-	default: return "unknown_" + std::to_string(type);
+	default: return {};
 	}
 }
 
-std::string cause_name(uint32_t cause)
+std::string_view cause_sv(uint32_t cause)
 {
 	switch (cause) {
 	case CTCT_CAUSE_CLASH: return "clash";
@@ -79,7 +85,7 @@ std::string cause_name(uint32_t cause)
 	}
 }
 
-std::string source_name(uint32_t source)
+std::string_view source_sv(uint32_t source)
 {
 	switch (source) {
 	case CTCT_SRC_CONFIRM_HOOK: return "confirm_hook";
@@ -89,6 +95,36 @@ std::string source_name(uint32_t source)
 	default: return "unknown";
 	}
 }
+
+} // namespace
+
+std::string proto_name(uint8_t p)
+{
+	std::string_view n = proto_known(p);
+	return n.empty() ? std::to_string(p) : std::string(n);
+}
+
+std::string hook_name(uint8_t hook)
+{
+	std::string_view n = hook_known(hook);
+	return n.empty() ? std::to_string(hook) : std::string(n);
+}
+
+std::string verdict_name(uint32_t v)
+{
+	std::string_view n = verdict_known(v);
+	return n.empty() ? std::to_string(v) : std::string(n);
+}
+
+std::string event_type_name(uint32_t type)
+{
+	std::string_view n = event_type_known(type);
+	return n.empty() ? "unknown_" + std::to_string(type) : std::string(n);
+}
+
+std::string cause_name(uint32_t cause) { return std::string(cause_sv(cause)); }
+
+std::string source_name(uint32_t source) { return std::string(source_sv(source)); }
 
 bool event_is_drop(uint32_t type)
 {
@@ -116,7 +152,9 @@ std::string tuple_to_string(const ctct_tuple &t)
 	return proto_name(t.protonum) + " " + endpoint(t.src, t.sport, t) + " -> " + endpoint(t.dst, t.dport, t);
 }
 
-std::string iso8601_ns(int64_t ns)
+// iso8601_ns into buf (at least kIso8601Max bytes), without a std::string: the JSON line writes it in place.
+constexpr size_t kIso8601Max = 96;
+static size_t iso8601_into(char *buf, int64_t ns)
 {
 	// Floor division: before 1970 the fraction must still be 0..999999999, not "-000000001".
 	int64_t sec = ns / 1000000000, frac = ns % 1000000000;
@@ -126,25 +164,32 @@ std::string iso8601_ns(int64_t ns)
 	}
 	// Events come in bursts within one second: gmtime_r + strftime once per second, not per event.
 	thread_local int64_t cached_sec = INT64_MIN;
-	thread_local std::string cached;
+	thread_local char cached[64];
+	thread_local size_t cached_len = 0;
 	if (sec != cached_sec) {
 		time_t t = (time_t)sec;
 		struct tm tm;
-		if (!gmtime_r(&t, &tm))
-			return std::to_string(ns) + "ns";
-		char buf[64];
-		cached.assign(buf, strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm));
+		if (!gmtime_r(&t, &tm)) {
+			char *end = std::to_chars(buf, buf + 24, ns).ptr;
+			memcpy(end, "ns", 2);
+			return end + 2 - buf;
+		}
+		cached_len = strftime(cached, sizeof(cached), "%Y-%m-%dT%H:%M:%S", &tm);
 		cached_sec = sec;
 	}
-	std::string out;
-	out.reserve(cached.size() + 11);
-	out = cached;
-	char digits[11] = ".000000000";
-	for (int i = 9; i >= 1 && frac; i--, frac /= 10)
+	memcpy(buf, cached, sizeof(cached)); // one fixed-size move; the fraction overwrites what is past the date
+	char *digits = buf + cached_len;
+	digits[0] = '.';
+	for (int i = 9; i >= 1; i--, frac /= 10)
 		digits[i] = (char)('0' + frac % 10);
-	out.append(digits, 10);
-	out += 'Z';
-	return out;
+	digits[10] = 'Z';
+	return cached_len + 11;
+}
+
+std::string iso8601_ns(int64_t ns)
+{
+	char buf[kIso8601Max];
+	return std::string(buf, iso8601_into(buf, ns));
 }
 
 int64_t wall_clock_ns(uint64_t mono_ns, int64_t realtime_offset_ns)
@@ -253,85 +298,229 @@ nlohmann::json event_json(const ctct_event &e, const FormatContext &ctx)
 // as its serializer prints them. Tested against event_json().dump() in unit tests and in fuzz_event.
 namespace {
 
-struct JsonLine {
-	// Writes into out's own storage through a cursor: one size check per field instead of a
-	// std::string::append call per fragment (the per-fragment calls were most of the time).
-	std::string &out;
-	size_t len;
+// Bytes nlohmann's dump writes as they are: printable ASCII but '"' and '\\'. Anything else (control
+// bytes, non-ASCII, invalid UTF-8) goes the slow way, through nlohmann itself.
+constexpr std::array<bool, 256> kPlainJsonByte = [] {
+	std::array<bool, 256> t{};
+	for (int c = 0x20; c <= 0x7e; c++)
+		t[c] = c != '"' && c != '\\';
+	return t;
+}();
 
-	explicit JsonLine(std::string &o) : out(o), len(o.size()) { out.resize(len + 1024); }
-	~JsonLine() { out.resize(len); }
+// "0".."255" for IPv4 octets: the length in the last byte, so one 4-byte copy writes any of them.
+constexpr std::array<std::array<char, 4>, 256> kOctet = [] {
+	std::array<std::array<char, 4>, 256> t{};
+	for (int v = 0; v < 256; v++) {
+		int n = 0;
+		if (v >= 100)
+			t[v][n++] = (char)('0' + v / 100);
+		if (v >= 10)
+			t[v][n++] = (char)('0' + v / 10 % 10);
+		t[v][n++] = (char)('0' + v % 10);
+		t[v][3] = (char)n;
+	}
+	return t;
+}();
+
+// Decimal digits two at a time from a table, the length counted up front (bit length * log10(2), then
+// one comparison): std::to_chars' loop of divisions by 10^4 to count was a sixth of the line's time.
+constexpr std::array<char, 200> kDigitPairs = [] {
+	std::array<char, 200> t{};
+	for (int i = 0; i < 100; i++) {
+		t[2 * i] = (char)('0' + i / 10);
+		t[2 * i + 1] = (char)('0' + i % 10);
+	}
+	return t;
+}();
+
+inline unsigned decimal_digits(uint64_t v)
+{
+	static constexpr uint64_t kPow10[20] = {1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL,
+		10000000ULL, 100000000ULL, 1000000000ULL, 10000000000ULL, 100000000000ULL, 1000000000000ULL,
+		10000000000000ULL, 100000000000000ULL, 1000000000000000ULL, 10000000000000000ULL,
+		100000000000000000ULL, 1000000000000000000ULL, 10000000000000000000ULL};
+	v |= 1; // 0 has one digit
+	unsigned t = (unsigned)(64 - __builtin_clzll(v)) * 1233 >> 12; // floor(bit length * log10(2)), <= 19
+	return t + (v >= kPow10[t]);
+}
+
+// v in decimal at p (room for 20 bytes), returns the end.
+inline char *write_decimal(char *p, uint64_t v)
+{
+	char *end = p + decimal_digits(v), *q = end;
+	while (v >= 100) {
+		q -= 2;
+		memcpy(q, &kDigitPairs[2 * (v % 100)], 2);
+		v /= 100;
+	}
+	if (v >= 10)
+		memcpy(q - 2, &kDigitPairs[2 * v], 2);
+	else
+		q[-1] = (char)('0' + v);
+	return end;
+}
+
+// memcpy for the short strings of a line (names, the time's date part): overlapping fixed-size moves
+// the compiler inlines, instead of a libc call per name (5% of the line's time).
+inline void copy_short(char *d, const char *s, size_t n)
+{
+	if (n >= 16 && n <= 32) {
+		char a[16], b[16];
+		memcpy(a, s, 16);
+		memcpy(b, s + n - 16, 16);
+		memcpy(d, a, 16);
+		memcpy(d + n - 16, b, 16);
+	} else if (n >= 8 && n < 16) {
+		uint64_t a, b;
+		memcpy(&a, s, 8);
+		memcpy(&b, s + n - 8, 8);
+		memcpy(d, &a, 8);
+		memcpy(d + n - 8, &b, 8);
+	} else if (n >= 4 && n < 8) {
+		uint32_t a, b;
+		memcpy(&a, s, 4);
+		memcpy(&b, s + n - 4, 4);
+		memcpy(d, &a, 4);
+		memcpy(d + n - 4, &b, 4);
+	} else if (n < 4) {
+		for (size_t i = 0; i < n; i++)
+			d[i] = s[i];
+	} else {
+		memcpy(d, s, n);
+	}
+}
+
+struct JsonLine {
+	// Writes into out's own storage through a cursor: one bounds check per fragment, inlined; growing is
+	// the cold path. Most of a line is literals of known length, written without a temporary.
+	static constexpr size_t kSlack = 1536; // a typical line (~1 KB) fits without growing
+	std::string &out;
+	char *p, *end;
+
+	explicit JsonLine(std::string &o) : out(o)
+	{
+		size_t len = out.size();
+		out.resize(len + kSlack);
+		p = &out[len];
+		end = &out[0] + out.size();
+	}
+	~JsonLine() { out.resize(p - &out[0]); }
+	JsonLine(const JsonLine &) = delete;
+	JsonLine &operator=(const JsonLine &) = delete;
+
+	[[gnu::noinline]] void grow(size_t need)
+	{
+		size_t len = p - &out[0];
+		out.resize(len + need + kSlack);
+		p = &out[len];
+		end = &out[0] + out.size();
+	}
 	char *room(size_t need)
 	{
-		if (len + need > out.size())
-			out.resize(std::max(out.size() * 2, len + need));
-		return &out[len];
+		if ((size_t)(end - p) < need)
+			grow(need);
+		return p;
 	}
-	void raw(const char *p, size_t n)
+	void raw(const char *s, size_t n)
 	{
-		memcpy(room(n), p, n);
-		len += n;
+		memcpy(room(n), s, n);
+		p += n;
 	}
-	template <size_t N> void lit(const char (&s)[N]) { raw(s, N - 1); }
+	template <size_t N> void lit(const char (&s)[N]) // a literal, keys with their quotes: a fixed-size move
+	{
+		char *d = room(N - 1);
+		memcpy(d, s, N - 1);
+		p = d + N - 1;
+	}
 	void ch(char c)
 	{
 		*room(1) = c;
-		len++;
+		p++;
 	}
-	template <size_t N> void key(const char (&k)[N]) // a literal: no escaping, length known
+	// A string known to need no escaping (the fixed names above, digits, timestamps): quotes only.
+	void plain(std::string_view v)
 	{
-		char *p = room(N + 2);
-		p[0] = '"';
-		memcpy(p + 1, k, N - 1);
-		p[N] = '"';
-		p[N + 1] = ':';
-		len += N + 2;
+		char *d = room(v.size() + 2);
+		d[0] = '"';
+		copy_short(d + 1, v.data(), v.size());
+		d[v.size() + 1] = '"';
+		p = d + v.size() + 2;
 	}
-	void str(const std::string &v)
+	// Any string (names from BTF and kallsyms): escaped exactly as nlohmann does.
+	void str(std::string_view v)
 	{
-		for (unsigned char c : v) {
-			if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') {
-				// Control bytes, non-ASCII, invalid UTF-8: nlohmann's own escaping and U+FFFD replacement.
-				std::string e = nlohmann::json(v).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-				raw(e.data(), e.size());
-				return;
-			}
-		}
-		char *p = room(v.size() + 2);
-		p[0] = '"';
-		memcpy(p + 1, v.data(), v.size());
-		p[v.size() + 1] = '"';
-		len += v.size() + 2;
+		for (unsigned char c : v)
+			if (!kPlainJsonByte[c])
+				return escaped(v);
+		plain(v);
 	}
-	void num(uint64_t v)
+	[[gnu::noinline]] void escaped(std::string_view v)
 	{
-		char *p = room(24);
-		len += std::to_chars(p, p + 24, v).ptr - p;
+		// Control bytes, non-ASCII, invalid UTF-8: nlohmann's own escaping and U+FFFD replacement.
+		std::string e = nlohmann::json(std::string(v)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+		raw(e.data(), e.size());
 	}
+	void num(uint64_t v) { p = write_decimal(room(20), v); }
 	void snum(int64_t v)
 	{
-		char *p = room(24);
-		len += std::to_chars(p, p + 24, v).ptr - p;
+		char *d = room(21);
+		if (v < 0)
+			*d++ = '-';
+		p = write_decimal(d, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
+	}
+	void quoted_num(uint64_t v) // unknown values of a name: nlohmann prints std::to_string's digits, quoted
+	{
+		char *d = room(22);
+		*d++ = '"';
+		d = write_decimal(d, v);
+		*d++ = '"';
+		p = d;
 	}
 	void null() { lit("null"); }
 };
 
-void ipv4(JsonLine &j, const uint8_t a[4])
+// Unchecked writers for a span whose size is bounded (a tuple): the caller makes room once.
+template <size_t N> inline char *put(char *d, const char (&s)[N])
 {
-	char *p = j.room(17), *start = p;
-	*p++ = '"';
-	for (int i = 0; i < 4; i++) {
-		p = std::to_chars(p, p + 3, a[i]).ptr;
-		*p++ = i < 3 ? '.' : '"';
-	}
-	j.len += p - start;
+	memcpy(d, s, N - 1);
+	return d + N - 1;
 }
+
+inline char *put_quoted_decimal(char *d, uint64_t v)
+{
+	*d++ = '"';
+	d = write_decimal(d, v);
+	*d++ = '"';
+	return d;
+}
+
+// Quoted dotted quad; writes up to 3 bytes past its end (the octet table's 4-byte copies).
+inline char *put_ipv4(char *d, const uint8_t a[4])
+{
+	*d++ = '"';
+	for (int i = 0; i < 4; i++) {
+		memcpy(d, kOctet[a[i]].data(), 4);
+		d += kOctet[a[i]][3];
+		*d++ = i < 3 ? '.' : '"';
+	}
+	return d;
+}
+
+// "0".."ffff" for a group of an IPv6 address: 4 hex digits from a byte table, leading zeros shifted out.
+constexpr std::array<std::array<char, 2>, 256> kHexByte = [] {
+	std::array<std::array<char, 2>, 256> t{};
+	const char *hex = "0123456789abcdef";
+	for (int v = 0; v < 256; v++)
+		t[v] = {hex[v >> 4], hex[v & 0xf]};
+	return t;
+}();
 
 // inet_ntop(AF_INET6) without its sprintf per group (it was a quarter of the time with 20% IPv6 events).
 // Same rules as glibc's inet_ntop6: the longest run of two or more zero groups becomes "::" (the first
 // on a tie), lowercase hex without leading zeros, and ::a.b.c.d / ::ffff:a.b.c.d for IPv4-compatible and
-// IPv4-mapped addresses. Checked against inet_ntop in unit tests and by fuzz_event.
-void ipv6(JsonLine &j, const uint8_t a[16])
+// IPv4-mapped addresses. Checked against inet_ntop in unit tests and by fuzz_event. At most 41 bytes,
+// writes up to 3 bytes past its end (4-byte stores of shorter groups and octets).
+char *put_ipv6(char *p, const uint8_t a[16])
 {
 	uint16_t w[8];
 	for (int i = 0; i < 8; i++)
@@ -353,7 +542,6 @@ void ipv6(JsonLine &j, const uint8_t a[16])
 	}
 	if (best_len < 2)
 		best = -1;
-	char *p = j.room(48), *start = p;
 	*p++ = '"';
 	for (int i = 0; i < 8; i++) {
 		if (best >= 0 && i >= best && i < best + best_len) {
@@ -365,146 +553,185 @@ void ipv6(JsonLine &j, const uint8_t a[16])
 			*p++ = ':';
 		if (i == 6 && best == 0 && (best_len == 6 || (best_len == 5 && w[5] == 0xffff))) {
 			for (int b = 12; b < 16; b++) {
-				p = std::to_chars(p, p + 3, a[b]).ptr;
+				memcpy(p, kOctet[a[b]].data(), 4);
+				p += kOctet[a[b]][3];
 				if (b < 15)
 					*p++ = '.';
 			}
 			break;
 		}
-		p = std::to_chars(p, p + 4, w[i], 16).ptr;
+		char digits[4];
+		memcpy(digits, kHexByte[a[2 * i]].data(), 2);
+		memcpy(digits + 2, kHexByte[a[2 * i + 1]].data(), 2);
+		unsigned skip = (unsigned)__builtin_clz((unsigned)w[i] | 1) / 4 - 4; // leading zero digits, 0..3
+		// Drop them by shifting the 4 characters as one word, store all 4, advance past the kept ones
+		// (a variable-length copy became a byte loop that was half of this function's time).
+		uint32_t word;
+		memcpy(&word, digits, 4);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+		word >>= 8 * skip;
+#else
+		word <<= 8 * skip;
+#endif
+		memcpy(p, &word, 4);
+		p += 4 - skip;
 	}
 	if (best >= 0 && best + best_len == 8)
 		*p++ = ':';
 	*p++ = '"';
-	j.len += p - start;
+	return p;
 }
 
-void addr_str(JsonLine &j, const uint8_t a[16], uint8_t l3num)
+inline char *put_addr(char *d, const uint8_t a[16], uint8_t l3num)
 {
 	if (l3num == AF_INET)
-		ipv4(j, a);
-	else if (l3num == AF_INET6)
-		ipv6(j, a);
-	else {
-		j.str(addr_to_string(a, l3num));
-	}
+		return put_ipv4(d, a);
+	if (l3num == AF_INET6)
+		return put_ipv6(d, a);
+	return put(d, "\"?\""); // addr_to_string of an unknown family
 }
 
 void tuple_line(JsonLine &j, const ctct_tuple &t)
 {
+	// Longest: ports, two IPv6 addresses (41 each + 3 bytes of overrun), a 3-digit family: under 200.
+	char *d = j.room(256);
 	bool ports = has_ports(t.protonum), icmp = t.protonum == IPPROTO_ICMP || t.protonum == IPPROTO_ICMPV6;
-	j.ch('{');
 	if (ports) {
-		j.key("dport");
-		j.num(ntohs(t.dport));
-		j.ch(',');
+		d = put(d, "{\"dport\":");
+		d = write_decimal(d, ntohs(t.dport));
+		d = put(d, ",\"dst\":");
+	} else {
+		d = put(d, "{\"dst\":");
 	}
-	j.key("dst");
-	addr_str(j, t.dst, t.l3num);
-	j.ch(',');
-	j.key("family");
+	d = put_addr(d, t.dst, t.l3num);
 	if (t.l3num == AF_INET6)
-		j.lit("\"ipv6\"");
+		d = put(d, ",\"family\":\"ipv6\"");
 	else if (t.l3num == AF_INET)
-		j.lit("\"ipv4\"");
+		d = put(d, ",\"family\":\"ipv4\"");
 	else
-		j.str(std::to_string(t.l3num));
+		d = put_quoted_decimal(put(d, ",\"family\":"), t.l3num);
 	if (icmp) {
-		j.ch(',');
-		j.key("icmp_code");
-		j.num(ntohs(t.dport) & 0xff);
-		j.ch(',');
-		j.key("icmp_id");
-		j.num(ntohs(t.sport));
-		j.ch(',');
-		j.key("icmp_type");
-		j.num(ntohs(t.dport) >> 8);
+		d = write_decimal(put(d, ",\"icmp_code\":"), ntohs(t.dport) & 0xff);
+		d = write_decimal(put(d, ",\"icmp_id\":"), ntohs(t.sport));
+		d = write_decimal(put(d, ",\"icmp_type\":"), ntohs(t.dport) >> 8);
 	}
-	j.ch(',');
-	j.key("proto");
-	j.str(proto_name(t.protonum));
-	if (ports) {
-		j.ch(',');
-		j.key("sport");
-		j.num(ntohs(t.sport));
+	d = put(d, ",\"proto\":");
+	std::string_view proto = proto_known(t.protonum);
+	if (proto.empty()) {
+		d = put_quoted_decimal(d, t.protonum);
+	} else {
+		*d++ = '"';
+		copy_short(d, proto.data(), proto.size());
+		d += proto.size();
+		*d++ = '"';
 	}
-	j.ch(',');
-	j.key("src");
-	addr_str(j, t.src, t.l3num);
-	j.ch('}');
+	if (ports)
+		d = write_decimal(put(d, ",\"sport\":"), ntohs(t.sport));
+	d = put(d, ",\"src\":");
+	d = put_addr(d, t.src, t.l3num);
+	*d++ = '}';
+	j.p = d;
+}
+
+inline char *put_plain(char *d, std::string_view v) // a fixed name, quoted
+{
+	*d++ = '"';
+	copy_short(d, v.data(), v.size());
+	d += v.size();
+	*d++ = '"';
+	return d;
 }
 
 void queue_line(JsonLine &j, const ctct_queue &q, uint32_t flags, uint32_t valid_flag, QueueFacts known = {})
 {
 	if (!(flags & valid_flag))
 		return j.null();
-	j.ch('{');
-	j.key("hook");
-	if (known.hook)
-		j.str(hook_name(q.hook));
+	char *d = j.room(192); // keys ~60 bytes, two names <= 13, four numbers <= 20: under 160
+	d = put(d, "{\"hook\":");
+	std::string_view hook = hook_known(q.hook);
+	if (!known.hook)
+		d = put(d, "null");
+	else if (hook.empty())
+		d = put_quoted_decimal(d, q.hook);
 	else
-		j.null();
-	j.ch(',');
-	j.key("latency_ns");
+		d = put_plain(d, hook);
+	d = put(d, ",\"latency_ns\":");
 	int64_t lat = queue_latency_ns(q, flags, valid_flag);
 	if (lat < 0)
-		j.null();
+		d = put(d, "null");
 	else
-		j.snum(lat);
-	j.ch(',');
-	j.key("num");
-	j.num(q.queue_num);
-	j.ch(',');
-	j.key("packet_id");
+		d = write_decimal(d, (uint64_t)lat);
+	d = write_decimal(put(d, ",\"num\":"), q.queue_num);
+	d = put(d, ",\"packet_id\":");
 	if (known.handed_to_listener)
-		j.num(q.packet_id);
+		d = write_decimal(d, q.packet_id);
 	else
-		j.null();
-	j.ch(',');
-	j.key("verdict");
-	if (known.handed_to_listener)
-		j.str(verdict_name(q.verdict));
+		d = put(d, "null");
+	d = put(d, ",\"verdict\":");
+	std::string_view verdict = verdict_known(q.verdict);
+	if (!known.handed_to_listener)
+		d = put(d, "null");
+	else if (verdict.empty())
+		d = put_quoted_decimal(d, q.verdict);
 	else
-		j.null();
-	j.ch('}');
+		d = put_plain(d, verdict);
+	*d++ = '}';
+	j.p = d;
 }
 
 // conn_json's fields, plus the winner's confirmed_before_ns and queue when given.
 void conn_line(JsonLine &j, const ctct_conn &c, const ctct_event *winner_of)
 {
-	j.ch('{');
+	char *d = j.room(96); // '{', confirmed_before_ns and mark with their numbers, the "orig" key: < 80
+	*d++ = '{';
 	if (winner_of) {
 		const ctct_event &e = *winner_of;
-		j.key("confirmed_before_ns");
+		d = put(d, "\"confirmed_before_ns\":");
 		if ((e.flags & CTCT_F_WINNER_QUEUED) && e.ts_ns >= e.winner_confirm_ns)
-			j.num(e.ts_ns - e.winner_confirm_ns);
+			d = write_decimal(d, e.ts_ns - e.winner_confirm_ns);
 		else
-			j.null();
-		j.ch(',');
+			d = put(d, "null");
+		*d++ = ',';
 	}
-	j.key("mark");
-	j.num(c.mark);
-	j.ch(',');
-	j.key("orig");
+	d = write_decimal(put(d, "\"mark\":"), c.mark);
+	j.p = put(d, ",\"orig\":");
 	tuple_line(j, c.orig);
 	if (winner_of) {
-		j.ch(',');
-		j.key("queue");
+		j.lit(",\"queue\":");
 		queue_line(j, winner_of->winner_queue, winner_of->flags, CTCT_F_WINNER_QUEUED);
 	}
-	j.ch(',');
-	j.key("reply");
+	j.lit(",\"reply\":");
 	tuple_line(j, c.reply);
-	j.ch(',');
-	j.key("status");
-	char status[24] = "\"0x";
-	auto end = std::to_chars(status + 3, status + sizeof(status) - 1, (uint64_t)c.status, 16).ptr;
-	*end++ = '"';
-	j.raw(status, end - status);
-	j.ch(',');
-	j.key("zone");
-	j.num(c.zone);
-	j.ch('}');
+	d = j.room(64); // status (16 hex digits at most) and zone with their keys: < 50
+	d = put(d, ",\"status\":\"0x");
+	d = std::to_chars(d, d + 16, (uint64_t)c.status, 16).ptr;
+	d = write_decimal(put(d, "\",\"zone\":"), c.zone);
+	*d++ = '}';
+	j.p = d;
+}
+
+} // namespace
+
+namespace {
+
+// A name as its JSON string, from the memo when the context allows it (FormatContext::stable_names).
+template <class Key, class Name>
+void memo_str(JsonLine &j, std::unordered_map<Key, std::string> &memo, bool use_memo, Key key, const Name &name)
+{
+	if (!use_memo)
+		return j.str(name(key));
+	auto it = memo.find(key);
+	if (it == memo.end()) {
+		if (memo.size() >= 65536) // addresses from a corrupt record must not grow it without bound
+			memo.clear();
+		std::string quoted;
+		{
+			JsonLine q(quoted);
+			q.str(name(key));
+		}
+		it = memo.emplace(key, std::move(quoted)).first;
+	}
+	j.raw(it->second.data(), it->second.size());
 }
 
 } // namespace
@@ -512,72 +739,64 @@ void conn_line(JsonLine &j, const ctct_conn &c, const ctct_event *winner_of)
 void append_event_json_line(std::string &out, const ctct_event &e, const FormatContext &ctx)
 {
 	JsonLine j(out);
-	j.ch('{');
-	j.key("cause");
-	j.str(cause_name(e.cause));
-	j.ch(',');
-	j.key("cpu");
-	j.num(e.cpu);
+	char *d = j.room(80); // the longest cause name is 30 bytes: under 64
+	d = put_plain(put(d, "{\"cause\":"), cause_sv(e.cause));
+	j.p = write_decimal(put(d, ",\"cpu\":"), e.cpu);
 	if (event_is_drop(e.type)) {
-		j.ch(',');
-		j.key("drop");
 		if (e.flags & CTCT_F_FREED) {
-			j.lit("{\"freed\":true,");
-			j.key("location");
-			j.str(ctx.symbolize ? ctx.symbolize(e.drop_location) : "");
-			j.ch(',');
-			j.key("reason");
-			j.str(ctx.drop_reason_name ? ctx.drop_reason_name(e.drop_reason) : std::to_string(e.drop_reason));
-			j.ch(',');
-			j.key("reason_code");
+			j.lit(",\"drop\":{\"freed\":true,\"location\":");
+			if (ctx.symbolize)
+				memo_str(j, ctx.json_location_memo, ctx.stable_names, (uint64_t)e.drop_location, ctx.symbolize);
+			else
+				j.lit("\"\"");
+			j.lit(",\"reason\":");
+			if (ctx.drop_reason_name)
+				memo_str(j, ctx.json_reason_memo, ctx.stable_names, (uint32_t)e.drop_reason, ctx.drop_reason_name);
+			else
+				j.quoted_num(e.drop_reason);
+			j.lit(",\"reason_code\":");
 			j.num(e.drop_reason);
 			j.ch('}');
 		} else {
-			j.lit("{\"freed\":false,\"location\":null,\"reason\":null,\"reason_code\":null}");
+			j.lit(",\"drop\":{\"freed\":false,\"location\":null,\"reason\":null,\"reason_code\":null}");
 		}
 	}
 	if (e.type == CTCT_EV_QUEUE_DROP || e.type == CTCT_EV_QUEUE_BYPASS) {
-		j.ch(',');
-		j.key("enqueue_error");
+		j.lit(",\"enqueue_error\":");
 		if (e.enqueue_error)
 			j.snum(e.enqueue_error);
 		else
 			j.null();
 	}
 	if (e.source == CTCT_SRC_FREE_HEURISTIC) {
-		j.ch(',');
-		j.key("insert_failed_delta");
+		j.lit(",\"insert_failed_delta\":");
 		j.num(e.insert_failed_delta);
 	}
-	j.ch(',');
-	j.key("loser");
+	j.lit(",\"loser\":");
 	if (e.flags & CTCT_F_NO_CONNTRACK)
 		j.null();
 	else
 		conn_line(j, e.loser, nullptr);
-	j.ch(',');
-	j.key("netns");
+	j.lit(",\"netns\":");
 	j.num(e.netns_ino);
-	j.ch(',');
-	j.key("queue");
+	j.lit(",\"queue\":");
 	queue_line(j, e.loser_queue, e.flags, CTCT_F_LOSER_QUEUED, loser_queue_facts(e));
-	j.ch(',');
-	j.key("schema");
-	j.num(CTCT_SCHEMA_VERSION);
-	j.ch(',');
-	j.key("source");
-	j.str(source_name(e.source));
-	j.ch(',');
-	j.key("time");
-	j.str(iso8601_ns(wall_clock_ns(e.ts_ns, ctx.realtime_offset_ns)));
-	j.ch(',');
-	j.key("ts_mono_ns");
-	j.num(e.ts_ns);
-	j.ch(',');
-	j.key("type");
-	j.str(event_type_name(e.type));
-	j.ch(',');
-	j.key("winner");
+	// schema .. the winner's key: under 200 bytes (the time is at most kIso8601Max)
+	d = j.room(128 + kIso8601Max);
+	d = write_decimal(put(d, ",\"schema\":"), CTCT_SCHEMA_VERSION);
+	d = put_plain(put(d, ",\"source\":"), source_sv(e.source));
+	d = put(d, ",\"time\":\"");
+	d += iso8601_into(d, wall_clock_ns(e.ts_ns, ctx.realtime_offset_ns));
+	d = write_decimal(put(d, "\",\"ts_mono_ns\":"), e.ts_ns);
+	d = put(d, ",\"type\":");
+	std::string_view type = event_type_known(e.type);
+	if (type.empty()) {
+		d = write_decimal(put(d, "\"unknown_"), e.type);
+		*d++ = '"';
+	} else {
+		d = put_plain(d, type);
+	}
+	j.p = put(d, ",\"winner\":");
 	if (e.flags & CTCT_F_HAS_WINNER)
 		conn_line(j, e.winner, &e);
 	else

@@ -18,6 +18,19 @@ public:
 	// One line without its '\n' (appended here). A stray '\n' inside is written as the two characters
 	// "\n" so that one call is always exactly one line. Returns false once the output has failed.
 	bool write_line(std::string_view line);
+	// One line that fill(std::string &buffer) appends straight into the buffer: no copy and no scan for
+	// '\n', for the per-event JSON line (append_event_json_line, whose strings are escaped as JSON: it
+	// never contains a raw '\n'). fill must append exactly one line's bytes, without '\n'.
+	template <class Fill> bool write_line_from(Fill &&fill)
+	{
+		if (errno_)
+			return false;
+		fill(buf_);
+		buf_ += '\n';
+		if (buf_.size() >= flush_bytes_)
+			return flush();
+		return true;
+	}
 	// write(2) everything buffered: complete lines only, retrying partial writes, EINTR and EAGAIN.
 	bool flush();
 	// The output failed (EPIPE: the reader went away, or another errno): nothing more will be written.

@@ -25,8 +25,8 @@ Percentiles percentiles(std::vector<int64_t> v)
 
 void Summary::add(const ctct_event &e)
 {
-	by_type_[event_type_name(e.type)]++;
-	by_cause_[cause_name(e.cause)]++;
+	by_type_.add(e.type);
+	by_cause_.add(e.cause);
 	if (e.type == CTCT_EV_CONFIRM_DROP && !(e.flags & CTCT_F_FREED))
 		unfreed_++;
 	int64_t lat = queue_latency_ns(e.loser_queue, e.flags, CTCT_F_LOSER_QUEUED);
@@ -38,10 +38,22 @@ void Summary::add(const ctct_event &e)
 	}
 }
 
+std::map<std::string, uint64_t> Summary::CountByValue::by_name(std::string (*name)(uint32_t)) const
+{
+	std::map<std::string, uint64_t> m;
+	for (uint32_t v = 0; v < small.size(); v++)
+		if (small[v])
+			m[name(v)] += small[v];
+	for (const auto &[v, n] : large)
+		m[name(v)] += n;
+	return m;
+}
+
 uint64_t Summary::count(const std::string &type) const
 {
-	auto it = by_type_.find(type);
-	return it == by_type_.end() ? 0 : it->second;
+	auto m = by_type_.by_name(event_type_name);
+	auto it = m.find(type);
+	return it == m.end() ? 0 : it->second;
 }
 
 nlohmann::json Summary::to_json() const
@@ -52,7 +64,7 @@ nlohmann::json Summary::to_json() const
 	j["events"] = {{"confirm_drop", count("confirm_drop")}, {"clash_resolved", count("clash_resolved")},
 		       {"verdict_drop", count("verdict_drop")}, {"queue_drop", count("queue_drop")},
 		       {"queue_bypass", count("queue_bypass")}};
-	j["by_cause"] = by_cause_;
+	j["by_cause"] = by_cause_.by_name(cause_name);
 	j["confirm_drop_not_freed"] = unfreed_;
 	j["losses"] = losses;
 	j["aged"] = aged;

@@ -319,3 +319,58 @@ TEST(Format, FastJsonIpv6MatchesInetNtop)
 		EXPECT_NE(line.find(want), std::string::npos) << want << " in " << line;
 	}
 }
+
+// The JSON line's own decimal writer: every digit count, both sides of each power of ten, the extremes.
+TEST(Format, FastJsonNumbersAtDigitBoundaries)
+{
+	std::vector<uint64_t> values = {0, 1, 9, UINT64_MAX, UINT64_MAX - 1, (uint64_t)INT64_MAX, (uint64_t)INT64_MIN};
+	for (uint64_t p = 10, k = 1; k <= 19; k++, p *= 10)
+		for (uint64_t v : {p - 1, p, p + 1})
+			values.push_back(v);
+	for (uint64_t v : values) {
+		ctct_event e = clash_drop();
+		e.type = CTCT_EV_QUEUE_DROP; // enqueue_error: a signed number
+		e.source = CTCT_SRC_FREE_HEURISTIC; // insert_failed_delta
+		e.ts_ns = v;
+		e.netns_ino = (uint32_t)v;
+		e.cpu = (uint32_t)(v >> 32);
+		int32_t err = -(int32_t)(v & 0x7fffffff);
+		e.enqueue_error = err ? err : INT32_MIN;
+		e.insert_failed_delta = v;
+		e.loser_queue.packet_id = (uint32_t)v;
+		e.loser_queue.enqueue_ns = 0;
+		e.loser_queue.reinject_ns = v; // latency_ns = v - 0, an int64 that may be negative: null
+		e.loser.mark = (uint32_t)v;
+		e.loser.orig.sport = (uint16_t)v;
+		std::string fast;
+		append_event_json_line(fast, e, ctx());
+		ASSERT_EQ(fast, event_json(e, ctx()).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)) << v;
+	}
+}
+
+// With stable_names the JSON line keeps each location and reason, escaped, and asks once per value.
+TEST(Format, FastJsonStableNamesAreAskedOncePerValue)
+{
+	int symbolize_calls = 0, reason_calls = 0;
+	FormatContext c = ctx();
+	c.symbolize = [&](uint64_t a) {
+		symbolize_calls++;
+		return a % 2 ? std::string("odd\"func\n+0x1") : std::string("even_func+0x70");
+	};
+	c.drop_reason_name = [&](uint32_t v) {
+		reason_calls++;
+		return v == 12 ? std::string("NETFILTER_DROP") : "caf\xc3\xa9\xff" + std::to_string(v);
+	};
+	FormatContext plain = c;
+	c.stable_names = true;
+	ctct_event e = clash_drop();
+	for (int i = 0; i < 100; i++) {
+		e.drop_location = 0xffffffff81000000ULL + i % 4;
+		e.drop_reason = i % 3 ? 12 : 2;
+		std::string fast;
+		append_event_json_line(fast, e, c);
+		ASSERT_EQ(fast, event_json(e, plain).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)) << i;
+	}
+	EXPECT_EQ(symbolize_calls, 4 + 100); // 4 addresses through the memo, 100 through event_json
+	EXPECT_EQ(reason_calls, 2 + 100);
+}

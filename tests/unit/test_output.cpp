@@ -61,6 +61,27 @@ TEST(LineWriter, BuffersUntilFlushAndKeepsOneCallOneLine)
 	close(fd);
 }
 
+TEST(LineWriter, LineFromFillIsAppendedInPlaceBetweenOtherLines)
+{
+	char path[] = "/tmp/ctct_output_XXXXXX";
+	int fd = mkstemp(path);
+	ASSERT_GE(fd, 0);
+	unlink(path);
+	{
+		LineWriter w(fd, 64); // small: the filled lines cross the flush threshold
+		for (int i = 0; i < 100; i++) {
+			ASSERT_TRUE(w.write_line("a" + std::to_string(i)));
+			ASSERT_TRUE(w.write_line_from([&](std::string &buf) { buf += "{\"n\":" + std::to_string(i) + "}"; }));
+		}
+	}
+	lseek(fd, 0, SEEK_SET);
+	std::string want;
+	for (int i = 0; i < 100; i++)
+		want += "a" + std::to_string(i) + "\n{\"n\":" + std::to_string(i) + "}\n";
+	EXPECT_EQ(read_all(fd), want);
+	close(fd);
+}
+
 TEST(LineWriter, ClosedReaderIsEpipeNotSigpipe)
 {
 	LineWriter::ignore_sigpipe();
@@ -73,5 +94,6 @@ TEST(LineWriter, ClosedReaderIsEpipeNotSigpipe)
 	EXPECT_EQ(w.error_number(), EPIPE);
 	EXPECT_NE(w.error().find("Broken pipe"), std::string::npos);
 	EXPECT_FALSE(w.write_line("after"));
+	EXPECT_FALSE(w.write_line_from([](std::string &buf) { buf += "after"; }));
 	close(p[1]);
 }

@@ -48,3 +48,23 @@ TEST(Summary, TracepointModeLatencyIsNull)
 	EXPECT_TRUE(s.to_json()["queue_latency_ns"].is_null());
 	EXPECT_NE(s.to_text().find("not observable"), std::string::npos);
 }
+
+// Counts are kept by raw value and named when read: unknown causes (small, large, 0) are one "unknown".
+TEST(Summary, CountsByNameIncludingUnknownValues)
+{
+	Summary s;
+	ctct_event e = {};
+	e.type = CTCT_EV_QUEUE_DROP;
+	for (uint32_t cause : {(uint32_t)CTCT_CAUSE_QUEUE_FULL, (uint32_t)CTCT_CAUSE_QUEUE_FULL, 0u, 29u, 77u, 0x80000000u}) {
+		e.cause = cause;
+		s.add(e);
+	}
+	e.type = 1000;
+	s.add(e);
+	EXPECT_EQ(s.count("queue_drop"), 6u);
+	EXPECT_EQ(s.count("unknown_1000"), 1u);
+	EXPECT_EQ(s.count("confirm_drop"), 0u);
+	auto j = s.to_json();
+	EXPECT_EQ(j["by_cause"], (nlohmann::json{{"queue_full", 2}, {"unknown", 5}}));
+	EXPECT_EQ(j["events"]["queue_drop"], 6);
+}
