@@ -30,6 +30,7 @@
 #define CTCT_ENOSPC 28
 #define CTCT_ENOBUFS 105
 #define CTCT_IPS_DYING (1UL << 9) /* IPS_DYING_BIT */
+#define CTCT_WRITE_ONCE(x, v) (*(volatile typeof(x) *)&(x) = (v))
 
 /* Set by the loader before load. */
 CTCT_GLOBAL const volatile __u32 targ_netns;     /* only this netns inode; 0: all */
@@ -38,6 +39,8 @@ CTCT_GLOBAL const volatile __u32 nr_cpus;        /* possible CPUs */
 CTCT_GLOBAL const volatile __u8 have_resolve_hook; /* nf_ct_resolve_clash is attached */
 /* nfqnl_enqueue_packet's return is an fexit, which sees the arguments: no per-task record at entry */
 CTCT_GLOBAL const volatile __u8 enqueue_exit_has_args;
+/* __nf_conntrack_confirm's return is an fexit and nf_ct_resolve_clash is hooked: no entry program */
+CTCT_GLOBAL const volatile __u8 confirm_exit_has_args;
 /* Flow filters (--proto, --addr, --port, --queue): an event is kept only if its flow matches. */
 CTCT_GLOBAL const volatile __u8 targ_proto;       /* IPPROTO_*; 0: all */
 CTCT_GLOBAL const volatile __u16 targ_port;       /* network order; either end of either tuple; 0: all */
@@ -88,13 +91,28 @@ CTCT_GLOBAL struct {
 	__type(value, __u64);
 } counters SEC(".maps");
 
-/* skb -> queue record, from enqueue until confirm (or LRU age-out for packets never confirmed). */
+/* Queue records: one per queued packet, from enqueue until reinject (a verdict drop needs it) and on to
+ * confirm (a loser or a winner needs it). An array indexed by a hash of the skb address, two slots per
+ * bucket: the lookup is inlined by the verifier and the record is written in place, where a hash map
+ * cost every queued packet an update and a delete (bench/datapath-backends.sh). A live record (not yet
+ * reinjected) is overwritten only when both slots of its bucket are live: counted, queue_slot_evicted.
+ * Records are never deleted: a later packet in the same memory is told apart by the conntrack it carried
+ * at enqueue (nfct) and by whether it was reinjected. */
+#define CTCT_QSLOT_BITS 16
+#define CTCT_QSLOT_LIVE_NS (60ULL * 1000000000ULL) /* a packet in a queue longer than this is gone */
+
+struct qslot {
+	__u64 skb; /* 0: free */
+	__u64 nfct; /* skb->_nfct at enqueue without its ctinfo bits; 0: no conntrack yet */
+	struct ctct_queue q;
+};
+
 CTCT_GLOBAL struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, struct ctct_queue);
-} queued SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1 << CTCT_QSLOT_BITS);
+	__type(key, __u32);
+	__type(value, struct qslot);
+} qslots SEC(".maps");
 
 CTCT_GLOBAL struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -130,6 +148,8 @@ CTCT_GLOBAL struct {
  * per-packet paths (every enqueue, every kfree_skb) skip their lookups; failures are rare. */
 CTCT_GLOBAL __u64 n_enqueue_failed;
 CTCT_GLOBAL __u64 n_pending;
+/* confirm_exit_has_args: clashes recorded by nf_ct_resolve_clash and not yet seen by confirm's return */
+CTCT_GLOBAL __u64 n_inflight;
 
 static __always_inline long store_counted(void *map, void *key, void *val, __u64 *n)
 {
@@ -154,6 +174,9 @@ struct enqueue_failure {
 	struct ctct_event ev;
 };
 
+/* resolve_clash builds an inflight record in the scratch room too */
+_Static_assert(sizeof(struct inflight) <= sizeof(struct enqueue_failure), "scratch holds an inflight record");
+
 /* Per-CPU room to build an event (too big for the BPF stack); wrapped so a failed enqueue can be
  * stored with its skb in one copy. */
 CTCT_GLOBAL struct {
@@ -163,8 +186,11 @@ CTCT_GLOBAL struct {
 	__type(value, struct enqueue_failure);
 } scratch SEC(".maps");
 
-/* nfqnl_enqueue_packet in flight, keyed by task: kretprobe has no arguments at return. */
+/* kprobe mode: nfqnl_enqueue_packet's arguments for its kretprobe, which has none. Per CPU, not per
+ * task: entry and return run on one CPU unless the task migrates or a softirq's enqueue nests in a task's;
+ * then the return finds another task's record and, only if the enqueue failed, counts enqueue_args_lost. */
 struct enqueuing_rec {
+	__u64 task;
 	__u64 skb;
 	__u64 start_ns;
 	__u32 netns_ino;
@@ -172,9 +198,9 @@ struct enqueuing_rec {
 };
 
 CTCT_GLOBAL struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u64);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
 	__type(value, struct enqueuing_rec);
 } enqueuing SEC(".maps");
 
@@ -220,8 +246,40 @@ static __always_inline __u32 conn_netns(struct nf_conn *ct)
 	return BPF_CORE_READ(ct, ct_net.net, ns.inum);
 }
 
+/* struct nf_conntrack_tuple as every kernel since 2.6.x lays it out (checked against BTF below). */
+struct ctct_raw_tuple {
+	__u8 src[16];
+	__u16 sport;
+	__u16 l3num;
+	__u8 dst[16];
+	__u16 dport;
+	__u8 protonum;
+	__u8 dir;
+};
+
 static __always_inline void read_tuple(struct ctct_tuple *out, const struct nf_conntrack_tuple *t)
 {
+	struct ctct_raw_tuple raw;
+
+	/* One helper call for the whole tuple where the running kernel's layout is the usual one (the
+	 * relocated offsets are constants to the verifier, so the other branch is dropped at load). */
+	if (bpf_core_type_size(struct nf_conntrack_tuple) == sizeof(raw) &&
+	    bpf_core_field_offset(struct nf_conntrack_tuple, src.u3) == 0 &&
+	    bpf_core_field_offset(struct nf_conntrack_tuple, src.u) == 16 &&
+	    bpf_core_field_offset(struct nf_conntrack_tuple, src.l3num) == 18 &&
+	    bpf_core_field_offset(struct nf_conntrack_tuple, dst.u3) == 20 &&
+	    bpf_core_field_offset(struct nf_conntrack_tuple, dst.u) == 36 &&
+	    bpf_core_field_offset(struct nf_conntrack_tuple, dst.protonum) == 38) {
+		if (bpf_probe_read_kernel(&raw, sizeof(raw), t))
+			__builtin_memset(&raw, 0, sizeof(raw));
+		__builtin_memcpy(out->src, raw.src, sizeof(out->src));
+		__builtin_memcpy(out->dst, raw.dst, sizeof(out->dst));
+		out->sport = raw.sport;
+		out->dport = raw.dport;
+		out->l3num = raw.l3num;
+		out->protonum = raw.protonum;
+		return;
+	}
 	bpf_core_read(out->src, sizeof(out->src), &t->src.u3);
 	bpf_core_read(out->dst, sizeof(out->dst), &t->dst.u3);
 	out->sport = BPF_CORE_READ(t, src.u.all);
@@ -250,6 +308,59 @@ static __always_inline struct nf_conn *tuplehash_to_conn(struct nf_conntrack_tup
 		    (dir & 1) * bpf_core_type_size(struct nf_conntrack_tuple_hash);
 
 	return (struct nf_conn *)((void *)h - off);
+}
+
+static __always_inline __u32 qslot_bucket(__u64 skb)
+{
+	/* Fibonacci hashing: skb addresses are slab objects 256 or 512 bytes apart */
+	return (__u32)((skb * 0x9E3779B97F4A7C15ULL) >> (64 - CTCT_QSLOT_BITS)) & ~1U;
+}
+
+/* skb's record if it is still in the queue (enqueued, not reinjected), else NULL */
+static __always_inline struct qslot *qslot_queued(__u64 skb)
+{
+	__u32 i = qslot_bucket(skb);
+	struct qslot *s = bpf_map_lookup_elem(&qslots, &i);
+
+	if (s && s->skb == skb && !s->q.reinject_ns)
+		return s;
+	i |= 1;
+	s = bpf_map_lookup_elem(&qslots, &i);
+	if (s && s->skb == skb && !s->q.reinject_ns)
+		return s;
+	return NULL;
+}
+
+/* Copies and frees skb's record of the queue it passed on the way to confirm: reinjected, and carrying
+ * the conntrack it has now (or none: queued before conntrack). A record of an earlier packet in the same
+ * memory fails one of the two. False if there is none or it was overwritten while being copied. */
+static __always_inline bool qslot_take_confirmed(__u64 skb, __u64 nfct, struct ctct_queue *out)
+{
+	__u32 i = qslot_bucket(skb);
+
+	nfct &= NFCT_PTRMASK;
+#pragma unroll
+	for (int k = 0; k < 2; k++, i |= 1) {
+		struct qslot *s = bpf_map_lookup_elem(&qslots, &i);
+
+		if (!s || s->skb != skb || !s->q.reinject_ns || (s->nfct && s->nfct != nfct))
+			continue;
+		*out = s->q;
+		/* compare-and-swap: of two readers, one owns it */
+		return __sync_val_compare_and_swap(&s->skb, skb, 0) == skb;
+	}
+	return false;
+}
+
+/* Copies skb's queued record into out and frees it (a queue drop ends the packet). */
+static __always_inline bool qslot_take_queued(__u64 skb, struct ctct_queue *out)
+{
+	struct qslot *s = qslot_queued(skb);
+
+	if (!s)
+		return false;
+	*out = s->q;
+	return __sync_val_compare_and_swap(&s->skb, skb, 0) == skb;
 }
 
 static __always_inline struct enqueue_failure *scratch_wrapper(void)

@@ -29,32 +29,46 @@ static __always_inline int handle_confirm_entry(struct sk_buff *skb)
 	return 0;
 }
 
-static __always_inline int handle_resolve_clash(struct sk_buff *skb, struct nf_conntrack_tuple_hash *h)
+/* nf_ct_resolve_clash(skb, h): h is the entry that won. With an fexit on confirm (which sees the skb
+ * and its conntrack at return) there is no entry record: the clash is recorded here, for that return. */
+static __always_inline int handle_resolve_clash(__u64 skb, struct nf_conntrack_tuple_hash *h)
 {
 	__u64 key = task_key();
-	struct inflight *rec = bpf_map_lookup_elem(&inflight, &key);
-	struct nf_conn *winner;
+	struct nf_conn *winner, *ct;
+	struct inflight *rec;
 
-	if (!rec || rec->skb != (__u64)skb)
-		return 0;
+	if (confirm_exit_has_args) {
+		ct = skb_conn((struct sk_buff *)skb, NULL);
+		if (!ct || (targ_netns && conn_netns(ct) != targ_netns))
+			return 0;
+		rec = (struct inflight *)scratch_wrapper();
+		if (!rec)
+			return 0;
+		rec->skb = skb;
+		rec->ct = (__u64)ct;
+	} else {
+		rec = bpf_map_lookup_elem(&inflight, &key);
+		if (!rec || rec->skb != skb)
+			return 0;
+	}
 	winner = tuplehash_to_conn(h);
 	rec->winner_ct = (__u64)winner;
 	rec->has_winner = 1;
 	/* Read both now: on success the loser is released before confirm returns. */
 	read_conn(&rec->loser, (struct nf_conn *)rec->ct);
 	read_conn(&rec->winner, winner);
+	if (confirm_exit_has_args && store_counted(&inflight, &key, rec, &n_inflight))
+		count(CTCT_CNT_INFLIGHT_MAP_FULL);
 	return 0;
 }
 
-static __always_inline void fill_queue(struct ctct_event *e, __u64 skb)
+/* The loser's queue record; ct is the conntrack it carries (its record names it) */
+static __always_inline void fill_queue(struct ctct_event *e, __u64 skb, __u64 ct)
 {
-	struct ctct_queue *q = bpf_map_lookup_elem(&queued, &skb);
-
-	if (!q)
-		return;
-	e->loser_queue = *q;
-	e->flags |= CTCT_F_LOSER_QUEUED;
-	bpf_map_delete_elem(&queued, &skb);
+	if (qslot_take_confirmed(skb, ct, &e->loser_queue))
+		e->flags |= CTCT_F_LOSER_QUEUED;
+	else
+		__builtin_memset(&e->loser_queue, 0, sizeof(e->loser_queue));
 }
 
 static __always_inline bool tuple_equal(const struct ctct_tuple *a, const struct ctct_tuple *b)
@@ -83,28 +97,70 @@ static __always_inline void fill_winner(struct ctct_event *e, struct inflight *r
 	e->flags |= CTCT_F_WINNER_QUEUED;
 }
 
-/* A confirmed ct that came through the queue may win a later clash: remember its queue record. */
+/* A confirmed ct that came through the queue may win a later clash: keep its queue record by ct. */
 static __always_inline void remember_winner(__u64 skb, __u64 ct)
 {
-	struct ctct_queue *q = bpf_map_lookup_elem(&queued, &skb);
 	struct winner_rec w = {};
 
-	if (!q)
+	if (!qslot_take_confirmed(skb, ct, &w.queue))
 		return;
 	w.confirm_ns = bpf_ktime_get_ns();
-	w.queue = *q;
 	read_tuple(&w.orig, __builtin_preserve_access_index(&((struct nf_conn *)ct)->tuplehash[0].tuple));
-	bpf_map_delete_elem(&queued, &skb);
 	if (bpf_map_update_elem(&winners, &ct, &w, BPF_ANY))
 		count(CTCT_CNT_WINNER_MAP_FULL);
 }
 
+/* The outcome at confirm's return, for skb and the conntrack ct it carried in. rec: what the entry
+ * probe and nf_ct_resolve_clash() recorded; NULL when an fexit found no clash recorded. */
+static __always_inline void confirm_outcome(__u64 skb, __u64 ctv, int ret, struct inflight *rec)
+{
+	bool clash = rec && rec->has_winner;
+	struct nf_conn *ct = (struct nf_conn *)ctv;
+	struct ctct_event *e;
+
+	if (ret != NF_DROP && !clash) {
+		remember_winner(skb, ctv);
+		return;
+	}
+	e = scratch_event();
+	if (!e)
+		return;
+	e->ts_ns = bpf_ktime_get_ns();
+	e->cpu = bpf_get_smp_processor_id();
+	e->netns_ino = conn_netns(ct);
+	e->source = CTCT_SRC_CONFIRM_HOOK;
+	if (clash) {
+		e->loser = rec->loser;
+		fill_winner(e, rec);
+		e->cause = CTCT_CAUSE_CLASH;
+	} else {
+		read_conn(&e->loser, ct);
+		/* without the hook a lost clash cannot be told from the rarer drop reasons */
+		e->cause = have_resolve_hook ? CTCT_CAUSE_OTHER : CTCT_CAUSE_UNKNOWN;
+	}
+	if (e->loser.orig.l3num == CTCT_AF_INET6)
+		e->flags |= CTCT_F_IPV6;
+	fill_queue(e, skb, ctv);
+	if (!keep(e))
+		return;
+	if (ret == NF_DROP) {
+		e->type = CTCT_EV_CONFIRM_DROP;
+		/* kfree_skb completes and emits it; the loader sweeps what never gets freed */
+		if (store_counted(&pending, &skb, e, &n_pending)) {
+			count(CTCT_CNT_PENDING_MAP_FULL);
+			submit(e);
+		}
+	} else {
+		e->type = CTCT_EV_CLASH_RESOLVED;
+		submit(e);
+	}
+}
+
+/* kretprobe, or fexit without the resolve hook: the entry probe's record has the skb and its conntrack */
 static __always_inline int handle_confirm_exit(int ret)
 {
 	__u64 key = task_key();
 	struct inflight *rec = bpf_map_lookup_elem(&inflight, &key);
-	struct ctct_event *e;
-	struct nf_conn *ct;
 
 	if (!rec)
 		return 0;
@@ -118,45 +174,41 @@ static __always_inline int handle_confirm_exit(int ret)
 			read_conn(&rec->winner, now);
 		}
 	}
-	if (ret != NF_DROP && !rec->has_winner) {
-		remember_winner(rec->skb, rec->ct);
-		goto out;
-	}
-	e = scratch_event();
-	if (!e)
-		goto out;
-	ct = (struct nf_conn *)rec->ct;
-	e->ts_ns = bpf_ktime_get_ns();
-	e->cpu = bpf_get_smp_processor_id();
-	e->netns_ino = conn_netns(ct);
-	e->source = CTCT_SRC_CONFIRM_HOOK;
-	if (rec->has_winner) {
-		e->loser = rec->loser;
-		fill_winner(e, rec);
-		e->cause = CTCT_CAUSE_CLASH;
-	} else {
-		read_conn(&e->loser, ct);
-		/* without the hook a lost clash cannot be told from the rarer drop reasons */
-		e->cause = have_resolve_hook ? CTCT_CAUSE_OTHER : CTCT_CAUSE_UNKNOWN;
-	}
-	if (e->loser.orig.l3num == CTCT_AF_INET6)
-		e->flags |= CTCT_F_IPV6;
-	fill_queue(e, rec->skb);
-	if (!keep(e))
-		goto out;
-	if (ret == NF_DROP) {
-		e->type = CTCT_EV_CONFIRM_DROP;
-		/* kfree_skb completes and emits it; the loader sweeps what never gets freed */
-		if (store_counted(&pending, &rec->skb, e, &n_pending)) {
-			count(CTCT_CNT_PENDING_MAP_FULL);
-			submit(e);
-		}
-	} else {
-		e->type = CTCT_EV_CLASH_RESOLVED;
-		submit(e);
-	}
-out:
+	confirm_outcome(rec->skb, rec->ct, ret, rec);
 	bpf_map_delete_elem(&inflight, &key);
+	return 0;
+}
+
+/* fexit with the resolve hook (no entry program): without a clash the skb still carries the conntrack it
+ * came in with (inserted, or dropped); a resolved clash pointed it at the winner, which
+ * nf_ct_resolve_clash() recorded. A new flow costs one load and a look at the queue record here. */
+static __always_inline int handle_confirm_exit_args(struct sk_buff *skb, __u64 skbv, int ret)
+{
+	unsigned long nfct;
+	struct nf_conn *ct;
+
+	if (n_inflight) {
+		__u64 key = task_key();
+		struct inflight *rec = bpf_map_lookup_elem(&inflight, &key);
+
+		if (rec) {
+			bool mine = rec->skb == skbv;
+
+			if (mine)
+				confirm_outcome(rec->skb, rec->ct, ret, rec);
+			delete_counted(&inflight, &key, &n_inflight);
+			if (mine)
+				return 0;
+		}
+	}
+	nfct = skb->_nfct;
+	ct = (struct nf_conn *)(nfct & NFCT_PTRMASK);
+	/* confirm returns early for reply-direction packets; nothing can be dropped there */
+	if (!ct || (nfct & 7) >= IP_CT_IS_REPLY)
+		return 0;
+	if (ret == NF_DROP && targ_netns && conn_netns(ct) != targ_netns)
+		return 0;
+	confirm_outcome(skbv, (__u64)ct, ret, NULL);
 	return 0;
 }
 
@@ -175,7 +227,11 @@ int BPF_KPROBE(confirm_kprobe, struct sk_buff *skb)
 SEC("fexit")
 int BPF_PROG(confirm_fexit, struct sk_buff *skb, int ret)
 {
-	return handle_confirm_exit(ret);
+	__u64 skbv = 0;
+
+	/* the skb as a number (it is hashed); ctx[0] itself would be a BTF pointer */
+	bpf_get_func_arg(ctx, 0, &skbv);
+	return confirm_exit_has_args ? handle_confirm_exit_args(skb, skbv, ret) : handle_confirm_exit(ret);
 }
 
 SEC("kretprobe")
@@ -187,13 +243,16 @@ int BPF_KRETPROBE(confirm_kretprobe, int ret)
 SEC("fentry")
 int BPF_PROG(resolve_clash_fentry, struct sk_buff *skb, struct nf_conntrack_tuple_hash *h)
 {
-	return handle_resolve_clash(skb, h);
+	__u64 skbv = 0;
+
+	bpf_get_func_arg(ctx, 0, &skbv);
+	return handle_resolve_clash(skbv, h);
 }
 
 SEC("kprobe")
 int BPF_KPROBE(resolve_clash_kprobe, struct sk_buff *skb, struct nf_conntrack_tuple_hash *h)
 {
-	return handle_resolve_clash(skb, h);
+	return handle_resolve_clash((__u64)skb, h);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -8,7 +8,7 @@
 #include <linux/types.h>
 #endif
 
-#define CTCT_SCHEMA_VERSION 2
+#define CTCT_SCHEMA_VERSION 3
 
 enum ctct_event_type {
 	CTCT_EV_CONFIRM_DROP = 1,   /* __nf_conntrack_confirm returned NF_DROP */
@@ -117,13 +117,12 @@ struct ctct_baseline {
 /* Per-CPU loss and health counters, index into the counters array map. */
 enum ctct_counter {
 	CTCT_CNT_RINGBUF_FULL = 0,    /* bpf_ringbuf_reserve failed: event lost */
-	CTCT_CNT_QUEUE_MAP_FULL,      /* enqueue record could not be stored */
+	CTCT_CNT_QUEUE_SLOT_EVICTED,  /* a queued packet's record was overwritten before reinject (both slots live) */
 	CTCT_CNT_INFLIGHT_MAP_FULL,   /* confirm entry record could not be stored */
 	CTCT_CNT_PENDING_MAP_FULL,    /* drop waiting for kfree_skb could not be stored */
 	CTCT_CNT_WINNER_MAP_FULL,
-	CTCT_CNT_CONFIRM_EXIT_UNMATCHED, /* confirm exit without its entry record */
 	CTCT_CNT_UNSEEDED_BASELINE,   /* tracepoint mode: first look at a netns not seeded at start */
-	CTCT_CNT_ENQUEUE_MAP_FULL,    /* enqueue in flight (for its return value) could not be stored */
+	CTCT_CNT_ENQUEUE_ARGS_LOST,   /* kprobe mode: a failed enqueue whose arguments another task's overwrote */
 	CTCT_CNT_BASELINE_MAP_FULL,   /* tracepoint mode: a netns' insert_failed baseline could not be stored */
 	CTCT_CNT_NETNS_REUSED,        /* tracepoint mode: a baseline's netns inode now names a new netns */
 	CTCT_CNT_EVENTS,              /* events submitted */

@@ -1,43 +1,106 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* NFQUEUE path: a packet enters a queue (or fails to), and userspace hands it back.
  * The reinject function is nf_reinject before 6.9 and nfqnl_reinject from 6.9 on (commit
- * "netfilter: nf_queue: remove excess nf_reinject"); the loader picks the target at runtime. */
+ * "netfilter: nf_queue: remove excess nf_reinject"); the loader picks the target at runtime.
+ * Enqueue and reinject run for every queued packet, established flows included: no map helper there,
+ * the record is written into its array slot in place. */
 #include "common.bpf.h"
 
-static __always_inline int handle_enqueue(struct nf_queue_entry *entry, __u32 queuenum)
-{
-	struct ctct_queue q = {};
-	struct enqueuing_rec rec = {};
-	__u64 skb = (__u64)BPF_CORE_READ(entry, skb);
-	__u32 netns = BPF_CORE_READ(entry, state.net, ns.inum);
-	__u64 key = task_key();
-	struct enqueue_failure *f;
+/* direct: an fentry program, whose arguments are BTF pointers it may load through (a faulting load gives
+ * 0); one instruction per field instead of a bpf_probe_read_kernel() call. A kprobe gets plain numbers
+ * and reads through the helper. */
+#define CTCT_RD(direct, fields, src, ...) ((direct) ? (src)->fields : BPF_CORE_READ(src, __VA_ARGS__))
 
+/* entry->skb as a number, the key of its queue record. Even an fentry program reads it through the
+ * helper: the key is hashed, and the verifier allows no arithmetic on a BTF pointer. */
+static __always_inline __u64 entry_skb(struct nf_queue_entry *entry)
+{
+	__u64 v = 0;
+
+	bpf_probe_read_kernel(&v, sizeof(v), __builtin_preserve_access_index(&entry->skb));
+	return v;
+}
+
+/* skb->_nfct; skbv is entry->skb, the same pointer as a number for a kprobe */
+#define CTCT_ENTRY_NFCT(direct, entry, skbv) \
+	((direct) ? (entry)->skb->_nfct : BPF_CORE_READ((struct sk_buff *)(skbv), _nfct))
+
+static __always_inline bool qslot_live(const struct qslot *s, __u64 now)
+{
+	return s->skb && !s->q.reinject_ns && s->q.enqueue_ns + CTCT_QSLOT_LIVE_NS > now;
+}
+
+/* The record of a packet entering a queue, in a free slot of its bucket (or its own, when a second queue
+ * rule on its path queues it again); with both live, the older is overwritten and counted. */
+static __always_inline void qslot_store(__u64 skb, __u64 nfct, const struct ctct_queue *q)
+{
+	__u32 i = qslot_bucket(skb), j = i | 1;
+	struct qslot *a = bpf_map_lookup_elem(&qslots, &i), *b = bpf_map_lookup_elem(&qslots, &j), *s;
+
+	if (!a || !b)
+		return;
+	if (a->skb == skb || !qslot_live(a, q->enqueue_ns))
+		s = a;
+	else if (b->skb == skb || !qslot_live(b, q->enqueue_ns))
+		s = b;
+	else {
+		count(CTCT_CNT_QUEUE_SLOT_EVICTED);
+		s = a->q.enqueue_ns <= b->q.enqueue_ns ? a : b;
+	}
+	/* a reader copying this slot now sees skb change under it and drops its copy */
+	CTCT_WRITE_ONCE(s->skb, 0);
+	barrier();
+	s->nfct = nfct & NFCT_PTRMASK;
+	s->q = *q;
+	barrier();
+	CTCT_WRITE_ONCE(s->skb, skb);
+}
+
+static __always_inline int handle_enqueue(struct nf_queue_entry *entry, __u32 queuenum, const bool direct)
+{
+	__u32 netns = CTCT_RD(direct, state.net->ns.inum, entry, state.net, ns.inum);
+	struct ctct_queue q = {};
+	struct enqueue_failure *f;
+	__u64 skb;
+
+	struct enqueuing_rec *rec = NULL;
+	__u32 zero = 0;
+
+	if (!enqueue_exit_has_args) {
+		rec = bpf_map_lookup_elem(&enqueuing, &zero);
+		if (rec) {
+			/* filtered out below: skb 0 tells the return to stay quiet */
+			rec->task = task_key();
+			rec->skb = 0;
+		}
+	}
 	if (targ_netns && netns != targ_netns)
 		return 0;
 	if (targ_queue_set && queuenum != targ_queue)
 		return 0;
 	/* A failed enqueue whose skb nf_queue() did not free: the rule's bypass flag let it go on. */
-	f = n_enqueue_failed ? bpf_map_lookup_elem(&enqueue_failed, &key) : NULL;
-	if (f) {
-		f->ev.type = CTCT_EV_QUEUE_BYPASS;
-		submit(&f->ev);
-		delete_counted(&enqueue_failed, &key, &n_enqueue_failed);
+	if (n_enqueue_failed) {
+		__u64 key = task_key();
+
+		f = bpf_map_lookup_elem(&enqueue_failed, &key);
+		if (f) {
+			f->ev.type = CTCT_EV_QUEUE_BYPASS;
+			submit(&f->ev);
+			delete_counted(&enqueue_failed, &key, &n_enqueue_failed);
+		}
 	}
+	skb = entry_skb(entry);
 	q.enqueue_ns = bpf_ktime_get_ns();
 	q.queue_num = queuenum;
-	q.hook = BPF_CORE_READ(entry, state.hook);
-	q.pf = BPF_CORE_READ(entry, state.pf);
-	if (bpf_map_update_elem(&queued, &skb, &q, BPF_ANY))
-		count(CTCT_CNT_QUEUE_MAP_FULL);
-	if (enqueue_exit_has_args)
-		return 0;
-	rec.skb = skb;
-	rec.start_ns = q.enqueue_ns;
-	rec.netns_ino = netns;
-	rec.queue_num = queuenum;
-	if (bpf_map_update_elem(&enqueuing, &key, &rec, BPF_ANY))
-		count(CTCT_CNT_ENQUEUE_MAP_FULL);
+	q.hook = CTCT_RD(direct, state.hook, entry, state.hook);
+	q.pf = CTCT_RD(direct, state.pf, entry, state.pf);
+	qslot_store(skb, CTCT_ENTRY_NFCT(direct, entry, skb), &q);
+	if (rec) {
+		rec->skb = skb;
+		rec->start_ns = q.enqueue_ns;
+		rec->netns_ino = netns;
+		rec->queue_num = queuenum;
+	}
 	return 0;
 }
 
@@ -60,7 +123,6 @@ static __always_inline void enqueue_failure(__u64 task, __u64 skbv, __u32 netns,
 {
 	struct enqueue_failure *w = scratch_wrapper();
 	struct ctct_event *e;
-	struct ctct_queue *q;
 
 	if (!w)
 		return;
@@ -74,11 +136,8 @@ static __always_inline void enqueue_failure(__u64 task, __u64 skbv, __u32 netns,
 	e->netns_ino = netns;
 	e->enqueue_error = ret;
 	fill_flow(e, (struct sk_buff *)skbv);
-	q = bpf_map_lookup_elem(&queued, &skbv);
-	if (q) {
-		e->loser_queue = *q;
-		bpf_map_delete_elem(&queued, &skbv);
-	} else {
+	if (!qslot_take_queued(skbv, &e->loser_queue)) {
+		__builtin_memset(&e->loser_queue, 0, sizeof(e->loser_queue));
 		e->loser_queue.queue_num = queuenum;
 		e->loser_queue.enqueue_ns = start_ns;
 	}
@@ -91,17 +150,25 @@ static __always_inline void enqueue_failure(__u64 task, __u64 skbv, __u32 netns,
 	}
 }
 
-/* kretprobe: only the return value; the entry probe left the arguments in enqueuing */
+/* kretprobe: only the return value; the entry probe left the arguments in this CPU's enqueuing record.
+ * A queued packet costs one comparison here. */
 static __always_inline int handle_enqueue_exit(int ret)
 {
-	__u64 key = task_key();
-	struct enqueuing_rec *rec = bpf_map_lookup_elem(&enqueuing, &key);
+	__u32 zero = 0;
+	struct enqueuing_rec *rec;
+	__u64 key;
 
-	if (!rec)
+	if (ret >= 0)
 		return 0;
-	if (ret < 0)
-		enqueue_failure(key, rec->skb, rec->netns_ino, rec->queue_num, rec->start_ns, ret);
-	bpf_map_delete_elem(&enqueuing, &key);
+	rec = bpf_map_lookup_elem(&enqueuing, &zero);
+	key = task_key();
+	if (!rec || rec->task != key) {
+		count(CTCT_CNT_ENQUEUE_ARGS_LOST);
+		return 0;
+	}
+	if (!rec->skb)
+		return 0;
+	enqueue_failure(key, rec->skb, rec->netns_ino, rec->queue_num, rec->start_ns, ret);
 	return 0;
 }
 
@@ -112,21 +179,19 @@ static __always_inline int handle_enqueue_exit_args(struct nf_queue_entry *entry
 
 	if (ret >= 0)
 		return 0;
-	netns = BPF_CORE_READ(entry, state.net, ns.inum);
+	netns = entry->state.net->ns.inum;
 	if (targ_netns && netns != targ_netns)
 		return 0;
 	if (targ_queue_set && queuenum != targ_queue)
 		return 0;
-	enqueue_failure(task_key(), (__u64)BPF_CORE_READ(entry, skb), netns, queuenum, bpf_ktime_get_ns(), ret);
+	enqueue_failure(task_key(), entry_skb(entry), netns, queuenum, bpf_ktime_get_ns(), ret);
 	return 0;
 }
 
 /* The listener said NF_DROP: nf_reinject frees the skb right away; kfree_skb completes the event. */
-static __always_inline void verdict_drop(struct nf_queue_entry *entry, struct sk_buff *skb, struct ctct_queue *q,
-					 __u32 verdict)
+static __always_inline void verdict_drop(struct nf_queue_entry *entry, __u64 key, __u32 verdict, const bool direct)
 {
-	__u32 netns = BPF_CORE_READ(entry, state.net, ns.inum);
-	__u64 key = (__u64)skb;
+	__u32 netns = CTCT_RD(direct, state.net->ns.inum, entry, state.net, ns.inum);
 	struct ctct_event *e;
 
 	if (targ_netns && netns != targ_netns)
@@ -140,17 +205,16 @@ static __always_inline void verdict_drop(struct nf_queue_entry *entry, struct sk
 	e->ts_ns = bpf_ktime_get_ns();
 	e->cpu = bpf_get_smp_processor_id();
 	e->netns_ino = netns;
-	fill_flow(e, skb);
-	/* without the enqueue record the queue number is unknown (nf_queue_entry has none before 6.x) */
-	if (q) {
-		e->loser_queue = *q;
+	fill_flow(e, (struct sk_buff *)key);
+	/* without the enqueue record the queue number is unknown (nf_queue_entry has none) */
+	if (qslot_take_queued(key, &e->loser_queue))
 		e->flags |= CTCT_F_LOSER_QUEUED;
-		bpf_map_delete_elem(&queued, &key);
-	}
-	e->loser_queue.hook = BPF_CORE_READ(entry, state.hook);
-	e->loser_queue.pf = BPF_CORE_READ(entry, state.pf);
+	else
+		__builtin_memset(&e->loser_queue, 0, sizeof(e->loser_queue));
+	e->loser_queue.hook = CTCT_RD(direct, state.hook, entry, state.hook);
+	e->loser_queue.pf = CTCT_RD(direct, state.pf, entry, state.pf);
 	e->loser_queue.reinject_ns = e->ts_ns;
-	e->loser_queue.packet_id = BPF_CORE_READ(entry, id);
+	e->loser_queue.packet_id = CTCT_RD(direct, id, entry, id);
 	e->loser_queue.verdict = verdict;
 	if (!keep(e))
 		return;
@@ -160,42 +224,35 @@ static __always_inline void verdict_drop(struct nf_queue_entry *entry, struct sk
 	}
 }
 
-static __always_inline int handle_reinject(struct nf_queue_entry *entry, __u32 verdict)
+static __always_inline int handle_reinject(struct nf_queue_entry *entry, __u32 verdict, const bool direct)
 {
-	struct sk_buff *skb = BPF_CORE_READ(entry, skb);
-	__u64 key = (__u64)skb;
-	struct ctct_queue *q = bpf_map_lookup_elem(&queued, &key);
-	struct nf_conn *ct;
+	__u64 skb = entry_skb(entry);
+	struct qslot *s;
 
 	if ((verdict & NF_VERDICT_MASK) == NF_DROP) {
-		verdict_drop(entry, skb, q, verdict);
+		verdict_drop(entry, skb, verdict, direct);
 		return 0;
 	}
-	if (!q)
+	s = qslot_queued(skb);
+	if (!s)
 		return 0;
-	/* Only packets of unconfirmed conntracks can meet __nf_conntrack_confirm; drop the record of
-	 * the rest now so established traffic does not churn the LRU. */
-	ct = skb_conn(skb, NULL);
-	if (!ct || (BPF_CORE_READ(ct, status) & CTCT_IPS_CONFIRMED)) {
-		bpf_map_delete_elem(&queued, &key);
-		return 0;
-	}
-	q->reinject_ns = bpf_ktime_get_ns();
-	q->packet_id = BPF_CORE_READ(entry, id);
-	q->verdict = verdict;
+	/* kept for confirm, which looks for a reinjected record; an established flow's is overwritten later */
+	s->q.packet_id = CTCT_RD(direct, id, entry, id);
+	s->q.verdict = verdict;
+	s->q.reinject_ns = bpf_ktime_get_ns();
 	return 0;
 }
 
 SEC("fentry")
 int BPF_PROG(enqueue_fentry, struct nf_queue_entry *entry, unsigned int queuenum)
 {
-	return handle_enqueue(entry, queuenum);
+	return handle_enqueue(entry, queuenum, true);
 }
 
 SEC("kprobe")
 int BPF_KPROBE(enqueue_kprobe, struct nf_queue_entry *entry, unsigned int queuenum)
 {
-	return handle_enqueue(entry, queuenum);
+	return handle_enqueue(entry, queuenum, false);
 }
 
 SEC("fexit")
@@ -213,13 +270,13 @@ int BPF_KRETPROBE(enqueue_kretprobe, int ret)
 SEC("fentry")
 int BPF_PROG(reinject_fentry, struct nf_queue_entry *entry, unsigned int verdict)
 {
-	return handle_reinject(entry, verdict);
+	return handle_reinject(entry, verdict, true);
 }
 
 SEC("kprobe")
 int BPF_KPROBE(reinject_kprobe, struct nf_queue_entry *entry, unsigned int verdict)
 {
-	return handle_reinject(entry, verdict);
+	return handle_reinject(entry, verdict, false);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -134,8 +134,11 @@ why("kfree_skb") + ")";
 			plan.notes.push_back("__nf_conntrack_confirm not attachable: " + why("confirm"));
 		return plan;
 	}
+	plan.confirm_exit_has_args = chosen["confirm_return"].attach == Attach::Fentry && chosen.count("resolve_clash");
 	for (const auto &spec : hook_table()) {
 		auto it = chosen.find(spec.name);
+		if (spec.name == "confirm" && plan.confirm_exit_has_args)
+			continue;
 		if (it != chosen.end())
 			plan.hooks.push_back(it->second);
 		else

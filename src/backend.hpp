@@ -47,6 +47,9 @@ struct HookChoice {
 struct Plan {
 	std::vector<HookChoice> hooks;
 	bool detect_at_free = false; // tracepoint mode
+	// confirm_return is an fexit (it sees the skb) and resolve_clash is hooked: the confirm entry
+	// hook is probed but not attached, so a new flow runs one program at confirm instead of two
+	bool confirm_exit_has_args = false;
 	std::vector<std::string> notes; // what is not observable and why
 	std::string error;              // non-empty: cannot trace as asked
 };

@@ -511,8 +511,6 @@ int Session::run()
 		else
 			emit_text("\n" + flows_.to_text(200));
 	}
-	for (const auto &[k, v] : tracer_->aged())
-		summary_.aged[k] = v;
 	if (verify_) {
 		auto end = snapshot_counters(watched_netns());
 		KernelWindow w;

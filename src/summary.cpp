@@ -67,7 +67,6 @@ nlohmann::json Summary::to_json() const
 	j["by_cause"] = by_cause_.by_name(cause_name);
 	j["confirm_drop_not_freed"] = unfreed_;
 	j["losses"] = losses;
-	j["aged"] = aged;
 	if (!queue_observable) {
 		j["queue_latency_ns"] = nullptr;
 	} else {

@@ -25,8 +25,6 @@ public:
 	std::string to_text() const;
 	// Loss counters as read from the BPF side, by name.
 	std::map<std::string, uint64_t> losses;
-	// Join records the loader aged out (packets that never came back from the queue).
-	std::map<std::string, uint64_t> aged;
 	bool queue_observable = true;
 
 private:

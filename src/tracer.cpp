@@ -34,9 +34,9 @@ std::vector<std::string> counter_names()
 {
 	// order of enum ctct_counter; the assert catches a counter added to one side only (enqueue_map_full
 	// was once reported under the name "events")
-	static const char *const names[] = {"ringbuf_full", "queue_map_full", "inflight_map_full", "pending_map_full",
-					    "winner_map_full", "confirm_exit_unmatched", "unseeded_baseline",
-					    "enqueue_map_full", "baseline_map_full", "netns_inode_reused", "events"};
+	static const char *const names[] = {"ringbuf_full", "queue_slot_evicted", "inflight_map_full", "pending_map_full",
+					    "winner_map_full", "unseeded_baseline",
+					    "enqueue_args_lost", "baseline_map_full", "netns_inode_reused", "events"};
 	static_assert(sizeof(names) / sizeof(names[0]) == CTCT_CNT_MAX, "one name per enum ctct_counter");
 	return {std::begin(names), std::end(names)};
 }
@@ -133,6 +133,7 @@ Tracer::Tracer(const Plan &plan, const TracerOptions &opts, EventFn on_event) : 
 			skel_->rodata->have_resolve_hook = 1;
 		else if (h.hook == "enqueue_return" && h.attach == Attach::Fentry)
 			skel_->rodata->enqueue_exit_has_args = 1;
+	skel_->rodata->confirm_exit_has_args = plan.confirm_exit_has_args;
 	const FlowFilter &f = opts.filter;
 	skel_->rodata->targ_proto = f.proto;
 	skel_->rodata->targ_port = htons(f.port);
@@ -244,10 +245,6 @@ struct EnqueueFailure {
 	uint64_t skb;
 	ctct_event ev;
 };
-struct EnqueuingRec {
-	uint64_t skb, start_ns;
-	uint32_t netns_ino, queue_num;
-};
 
 void Tracer::sweep_pending(uint64_t now_ns, uint64_t age_ns)
 {
@@ -258,17 +255,6 @@ void Tracer::sweep_pending(uint64_t now_ns, uint64_t age_ns)
 			on_event_(f.ev);
 		},
 		(uint64_t *)&skel_->bss->n_enqueue_failed);
-	sweep_map<EnqueuingRec>(
-		bpf_map__fd(skel_->maps.enqueuing), [&](const EnqueuingRec &r) { return r.start_ns + 10 * 1000000000ULL < now_ns; },
-		[&](EnqueuingRec &) { aged_["enqueue_records_aged"]++; });
-	// The queue records are the biggest map (16k): walk it every 10 s, not every second.
-	if (now_ns - last_queue_sweep_ns_ >= 10 * 1000000000ULL || age_ns == 0) {
-		last_queue_sweep_ns_ = now_ns;
-		sweep_map<ctct_queue>(
-			bpf_map__fd(skel_->maps.queued),
-			[&](const ctct_queue &q) { return q.enqueue_ns + kQueueRecordMaxAgeNs < now_ns; },
-			[&](ctct_queue &) { aged_["queue_records_aged"]++; });
-	}
 	sweep_map<ctct_event>(
 		bpf_map__fd(skel_->maps.pending), [&](const ctct_event &e) { return e.ts_ns + age_ns < now_ns; },
 		[&](ctct_event &e) { on_event_(e); }, (uint64_t *)&skel_->bss->n_pending);

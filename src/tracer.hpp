@@ -56,12 +56,9 @@ public:
 	// One counter per possible CPU (index = CPU number), e.g. where ring-buffer reservations failed.
 	std::vector<uint64_t> counter_per_cpu(uint32_t idx) const;
 	// confirm_drop events whose skb was never seen in kfree_skb within `age_ns`: emit and forget them;
-	// failed enqueues never freed: the packet went on (queue_bypass); join records of packets that
-	// never came back from the queue (listener died) are aged out and counted.
+	// failed enqueues never freed: the packet went on (queue_bypass). (Queue records live in a fixed
+	// array in the kernel and are overwritten, so nothing else can pile up.)
 	void sweep_pending(uint64_t now_ns, uint64_t age_ns);
-	// Loader-side counters (queue_records_aged, enqueue_records_aged).
-	const std::map<std::string, uint64_t> &aged() const { return aged_; }
-	static constexpr uint64_t kQueueRecordMaxAgeNs = 60ULL * 1000000000ULL;
 	// Tracepoint mode: write this CPU's current insert_failed for every netns we can enter.
 	size_t seed_baselines();
 	size_t seeded() const { return seeded_; }
@@ -72,8 +69,6 @@ private:
 	RingPtr ring_;
 	EventFn on_event_;
 	size_t seeded_ = 0;
-	uint64_t last_queue_sweep_ns_ = 0;
-	std::map<std::string, uint64_t> aged_ = {{"queue_records_aged", 0}, {"enqueue_records_aged", 0}};
 	static int ring_cb(void *ctx, void *data, size_t size);
 };
 

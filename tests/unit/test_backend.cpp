@@ -38,8 +38,10 @@ TEST(Plan, AutoPrefersFentry)
 	Plan p = choose_plan(Backend::Auto, all(true, true, true));
 	ASSERT_TRUE(p.error.empty());
 	EXPECT_FALSE(p.detect_at_free);
-	EXPECT_EQ(p.hooks.size(), hook_table().size());
-	EXPECT_EQ(hook(p, "confirm")->attach, Attach::Fentry);
+	// fexit sees the skb at return and nf_ct_resolve_clash records clashes: no confirm entry program
+	EXPECT_TRUE(p.confirm_exit_has_args);
+	EXPECT_EQ(p.hooks.size(), hook_table().size() - 1);
+	EXPECT_EQ(hook(p, "confirm"), nullptr);
 	EXPECT_EQ(hook(p, "confirm_return")->program, "confirm_fexit");
 	EXPECT_EQ(hook(p, "kfree_skb")->attach, Attach::TpBtf);
 	EXPECT_TRUE(p.notes.empty());
@@ -52,7 +54,8 @@ TEST(Plan, AutoFallsBackPerHook)
 	Plan p = choose_plan(Backend::Auto, r);
 	EXPECT_EQ(hook(p, "resolve_clash")->attach, Attach::Kprobe);
 	EXPECT_EQ(hook(p, "resolve_clash")->program, "resolve_clash_kprobe");
-	EXPECT_EQ(hook(p, "confirm")->attach, Attach::Fentry);
+	EXPECT_TRUE(p.confirm_exit_has_args);
+	EXPECT_EQ(hook(p, "confirm_return")->attach, Attach::Fentry);
 	EXPECT_EQ(hook(p, "reinject")->function, "nf_reinject");
 }
 
@@ -74,6 +77,7 @@ TEST(Plan, ForcedBackendThatCannotAttachIsAnError)
 	EXPECT_NE(p.error.find("EPERM"), std::string::npos);
 	p = choose_plan(Backend::Kprobe, all(true, true, true));
 	EXPECT_TRUE(p.error.empty());
+	EXPECT_FALSE(p.confirm_exit_has_args); // a kretprobe has no arguments at return
 	EXPECT_EQ(hook(p, "confirm")->attach, Attach::Kprobe);
 	EXPECT_EQ(hook(p, "confirm_return")->program, "confirm_kretprobe");
 }
@@ -102,4 +106,16 @@ TEST(Plan, MissingQueueHooksAreNotesNotErrors)
 	EXPECT_EQ(hook(p, "enqueue"), nullptr);
 	ASSERT_EQ(p.notes.size(), 1u);
 	EXPECT_NE(p.notes[0].find("time in queue"), std::string::npos);
+}
+
+TEST(Plan, ConfirmEntryStaysWithoutTheResolveHook)
+{
+	// 6.1: nf_ct_resolve_clash has no BTF and no trusted kprobe; the entry record keeps the loser's tuples
+	ProbeResults r = all(true, true, true);
+	r["resolve_clash"][Attach::Fentry] = fail(ESRCH, "fentry: not in BTF");
+	r["resolve_clash"][Attach::Kprobe] = fail(ENOENT, "kprobe: not in /proc/kallsyms");
+	Plan p = choose_plan(Backend::Auto, r);
+	EXPECT_FALSE(p.confirm_exit_has_args);
+	ASSERT_NE(hook(p, "confirm"), nullptr);
+	EXPECT_EQ(hook(p, "confirm")->attach, Attach::Fentry);
 }

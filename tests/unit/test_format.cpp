@@ -92,7 +92,7 @@ TEST(Format, ConfirmDropJsonSchemaV2)
 {
 	auto j = event_json(clash_drop(), ctx());
 	EXPECT_EQ(j["type"], "confirm_drop");
-	EXPECT_EQ(j["schema"], 2);
+	EXPECT_EQ(j["schema"], 3);
 	EXPECT_EQ(j["ts_mono_ns"], 5000000000ULL);
 	EXPECT_EQ(j["time"], "2023-11-14T22:13:25.000000000Z");
 	EXPECT_EQ(j["netns"], 4026532281u);
