@@ -187,8 +187,9 @@ CTCT_GLOBAL struct {
 } scratch SEC(".maps");
 
 /* kprobe mode: nfqnl_enqueue_packet's arguments for its kretprobe, which has none. Per CPU, not per
- * task: entry and return run on one CPU unless the task migrates or a softirq's enqueue nests in a task's;
- * then the return finds another task's record and, only if the enqueue failed, counts enqueue_args_lost. */
+ * task: entry and return run on one CPU unless the task migrates or a softirq's enqueue nests in a task's
+ * (both under the task's pid). The return clears the record, so the outer return of a nested pair, or
+ * one on another CPU, finds none of its own and, only if its enqueue failed, counts enqueue_args_lost. */
 struct enqueuing_rec {
 	__u64 task;
 	__u64 skb;

@@ -150,19 +150,22 @@ static __always_inline void enqueue_failure(__u64 task, __u64 skbv, __u32 netns,
 	}
 }
 
-/* kretprobe: only the return value; the entry probe left the arguments in this CPU's enqueuing record.
- * A queued packet costs one comparison here. */
+/* kretprobe: only the return value; the entry probe left the arguments in this CPU's enqueuing record,
+ * which every return clears (a nested enqueue's return must not leave its arguments to the outer one). */
 static __always_inline int handle_enqueue_exit(int ret)
 {
 	__u32 zero = 0;
-	struct enqueuing_rec *rec;
-	__u64 key;
+	struct enqueuing_rec *rec = bpf_map_lookup_elem(&enqueuing, &zero);
+	__u64 key, task;
 
+	if (!rec)
+		return 0;
+	task = rec->task;
+	rec->task = 0;
 	if (ret >= 0)
 		return 0;
-	rec = bpf_map_lookup_elem(&enqueuing, &zero);
 	key = task_key();
-	if (!rec || rec->task != key) {
+	if (task != key) {
 		count(CTCT_CNT_ENQUEUE_ARGS_LOST);
 		return 0;
 	}
