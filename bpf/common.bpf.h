@@ -23,6 +23,7 @@
 #define NF_ACCEPT 1
 #define NFCT_PTRMASK (~7UL)
 #define IP_CT_IS_REPLY 3
+#define CTCT_IP_CT_ESTABLISHED 0 /* enum ip_conntrack_info, uapi: a reply was seen, so it is confirmed */
 #define CTCT_IPS_CONFIRMED (1UL << 3) /* IPS_CONFIRMED_BIT, uapi and stable since 2.6 */
 #define CTCT_AF_INET6 10
 #define NF_VERDICT_MASK 0xff
@@ -72,13 +73,6 @@ struct inflight {
 	struct ctct_conn winner;
 };
 
-/* A ct that came through the queue and was confirmed: what we know if it later wins a clash. */
-struct winner_rec {
-	__u64 confirm_ns;
-	struct ctct_queue queue;
-	struct ctct_tuple orig; /* guards against a recycled nf_conn slab object */
-};
-
 CTCT_GLOBAL struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 22);
@@ -91,28 +85,44 @@ CTCT_GLOBAL struct {
 	__type(value, __u64);
 } counters SEC(".maps");
 
-/* Queue records: one per queued packet, from enqueue until reinject (a verdict drop needs it) and on to
- * confirm (a loser or a winner needs it). An array indexed by a hash of the skb address, two slots per
- * bucket: the lookup is inlined by the verifier and the record is written in place, where a hash map
- * cost every queued packet an update and a delete (bench/datapath-backends.sh). A live record (not yet
- * reinjected) is overwritten only when both slots of its bucket are live: counted, queue_slot_evicted.
- * Records are never deleted: a later packet in the same memory is told apart by the conntrack it carried
- * at enqueue (nfct) and by whether it was reinjected. */
-#define CTCT_QSLOT_BITS 16
+/* Queue records, in two arrays indexed by a hash of their key, two slots per bucket: the verifier inlines
+ * the lookup and a record is written in place, so enqueue and reinject, which run for every queued packet,
+ * call no map helper (a hash map cost each packet an update and a delete: bench/datapath-backends.sh).
+ *  - qslots, by nf_queue_entry: the packet is in a queue (for a verdict drop or a failed enqueue). Freed
+ *    at reinject. A live record is overwritten only when both slots of its bucket are live: counted,
+ *    queue_slot_evicted.
+ *  - cslots, by conntrack: reinjected with a conntrack that may still be unconfirmed (ctinfo new or
+ *    related), for confirm: the loser's record, or, once confirmed (confirm_ns), the record of a winner
+ *    that a later loser names. Overwritten by newer ones (as an LRU would evict them); confirm checks that
+ *    the record names its skb, so a conntrack or skb in reused memory is not taken for another. */
+#define CTCT_SLOT_BITS 16
 #define CTCT_QSLOT_LIVE_NS (60ULL * 1000000000ULL) /* a packet in a queue longer than this is gone */
 
 struct qslot {
-	__u64 skb; /* 0: free */
-	__u64 nfct; /* skb->_nfct at enqueue without its ctinfo bits; 0: no conntrack yet */
+	__u64 entry; /* 0: free */
+	struct ctct_queue q;
+};
+
+struct cslot {
+	__u64 ct; /* 0: free */
+	__u64 skb;
+	__u64 confirm_ns; /* 0: not confirmed yet */
 	struct ctct_queue q;
 };
 
 CTCT_GLOBAL struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1 << CTCT_QSLOT_BITS);
+	__uint(max_entries, 1 << CTCT_SLOT_BITS);
 	__type(key, __u32);
 	__type(value, struct qslot);
 } qslots SEC(".maps");
+
+CTCT_GLOBAL struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1 << CTCT_SLOT_BITS);
+	__type(key, __u32);
+	__type(value, struct cslot);
+} cslots SEC(".maps");
 
 CTCT_GLOBAL struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -128,13 +138,6 @@ CTCT_GLOBAL struct {
 	__type(key, __u64);
 	__type(value, struct ctct_event);
 } pending SEC(".maps");
-
-CTCT_GLOBAL struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, struct winner_rec);
-} winners SEC(".maps");
 
 /* Tracepoint mode: netns inode -> struct ctct_baseline; seeded at start. */
 CTCT_GLOBAL struct {
@@ -192,6 +195,7 @@ CTCT_GLOBAL struct {
  * one on another CPU, finds none of its own and, only if its enqueue failed, counts enqueue_args_lost. */
 struct enqueuing_rec {
 	__u64 task;
+	__u64 entry;
 	__u64 skb;
 	__u64 start_ns;
 	__u32 netns_ino;
@@ -311,57 +315,52 @@ static __always_inline struct nf_conn *tuplehash_to_conn(struct nf_conntrack_tup
 	return (struct nf_conn *)((void *)h - off);
 }
 
-static __always_inline __u32 qslot_bucket(__u64 skb)
+static __always_inline __u32 slot_bucket(__u64 key)
 {
-	/* Fibonacci hashing: skb addresses are slab objects 256 or 512 bytes apart */
-	return (__u32)((skb * 0x9E3779B97F4A7C15ULL) >> (64 - CTCT_QSLOT_BITS)) & ~1U;
+	/* Fibonacci hashing: entries, skbs and conntracks are slab objects a power of two apart */
+	return (__u32)((key * 0x9E3779B97F4A7C15ULL) >> (64 - CTCT_SLOT_BITS)) & ~1U;
 }
 
-/* skb's record if it is still in the queue (enqueued, not reinjected), else NULL */
-static __always_inline struct qslot *qslot_queued(__u64 skb)
+/* entry's record while it is in a queue, else NULL */
+static __always_inline struct qslot *qslot_of(__u64 entry)
 {
-	__u32 i = qslot_bucket(skb);
+	__u32 i = slot_bucket(entry);
 	struct qslot *s = bpf_map_lookup_elem(&qslots, &i);
 
-	if (s && s->skb == skb && !s->q.reinject_ns)
+	if (s && s->entry == entry)
 		return s;
 	i |= 1;
 	s = bpf_map_lookup_elem(&qslots, &i);
-	if (s && s->skb == skb && !s->q.reinject_ns)
+	if (s && s->entry == entry)
 		return s;
 	return NULL;
 }
 
-/* Copies and frees skb's record of the queue it passed on the way to confirm: reinjected, and carrying
- * the conntrack it has now (or none: queued before conntrack). A record of an earlier packet in the same
- * memory fails one of the two. False if there is none or it was overwritten while being copied. */
-static __always_inline bool qslot_take_confirmed(__u64 skb, __u64 nfct, struct ctct_queue *out)
+/* Copies entry's record into out and frees it; false if there is none or it was overwritten meanwhile. */
+static __always_inline bool qslot_take(__u64 entry, struct ctct_queue *out)
 {
-	__u32 i = qslot_bucket(skb);
-
-	nfct &= NFCT_PTRMASK;
-#pragma unroll
-	for (int k = 0; k < 2; k++, i |= 1) {
-		struct qslot *s = bpf_map_lookup_elem(&qslots, &i);
-
-		if (!s || s->skb != skb || !s->q.reinject_ns || (s->nfct && s->nfct != nfct))
-			continue;
-		*out = s->q;
-		/* compare-and-swap: of two readers, one owns it */
-		return __sync_val_compare_and_swap(&s->skb, skb, 0) == skb;
-	}
-	return false;
-}
-
-/* Copies skb's queued record into out and frees it (a queue drop ends the packet). */
-static __always_inline bool qslot_take_queued(__u64 skb, struct ctct_queue *out)
-{
-	struct qslot *s = qslot_queued(skb);
+	struct qslot *s = qslot_of(entry);
 
 	if (!s)
 		return false;
 	*out = s->q;
-	return __sync_val_compare_and_swap(&s->skb, skb, 0) == skb;
+	/* compare-and-swap: of two takers, one owns it */
+	return __sync_val_compare_and_swap(&s->entry, entry, 0) == entry;
+}
+
+/* ct's record if it names skb too */
+static __always_inline struct cslot *cslot_of(__u64 ct, __u64 skb)
+{
+	__u32 i = slot_bucket(ct);
+	struct cslot *s = bpf_map_lookup_elem(&cslots, &i);
+
+	if (s && s->ct == ct && (!skb || s->skb == skb))
+		return s;
+	i |= 1;
+	s = bpf_map_lookup_elem(&cslots, &i);
+	if (s && s->ct == ct && (!skb || s->skb == skb))
+		return s;
+	return NULL;
 }
 
 static __always_inline struct enqueue_failure *scratch_wrapper(void)

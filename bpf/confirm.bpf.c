@@ -62,52 +62,50 @@ static __always_inline int handle_resolve_clash(__u64 skb, struct nf_conntrack_t
 	return 0;
 }
 
-/* The loser's queue record; ct is the conntrack it carries (its record names it) */
+/* The loser's queue record: reinjected with this conntrack, this skb, and not confirmed. */
 static __always_inline void fill_queue(struct ctct_event *e, __u64 skb, __u64 ct)
 {
-	if (qslot_take_confirmed(skb, ct, &e->loser_queue))
-		e->flags |= CTCT_F_LOSER_QUEUED;
-	else
-		__builtin_memset(&e->loser_queue, 0, sizeof(e->loser_queue));
+	struct cslot *s = cslot_of(ct, skb);
+
+	if (s && !s->confirm_ns) {
+		e->loser_queue = s->q;
+		/* compare-and-swap: a copy torn by a concurrent overwrite is not used */
+		if (__sync_val_compare_and_swap(&s->ct, ct, 0) == ct) {
+			e->flags |= CTCT_F_LOSER_QUEUED;
+			return;
+		}
+	}
+	__builtin_memset(&e->loser_queue, 0, sizeof(e->loser_queue));
 }
 
-static __always_inline bool tuple_equal(const struct ctct_tuple *a, const struct ctct_tuple *b)
-{
-	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
-
-	/* clang 14 does not lower memcmp for BPF */
-#pragma unroll
-	for (int i = 0; i < sizeof(*a) / sizeof(__u64); i++)
-		if (x[i] != y[i])
-			return false;
-	return true;
-}
-
+/* The winner's record, if it came through a queue and was confirmed since (see remember_winner). */
 static __always_inline void fill_winner(struct ctct_event *e, struct inflight *rec)
 {
-	struct winner_rec *w;
+	struct cslot *s = cslot_of(rec->winner_ct, 0);
 
 	e->winner = rec->winner;
 	e->flags |= CTCT_F_HAS_WINNER;
-	w = bpf_map_lookup_elem(&winners, &rec->winner_ct);
-	if (!w || !tuple_equal(&w->orig, &rec->winner.orig))
+	if (!s || !s->confirm_ns)
 		return;
-	e->winner_queue = w->queue;
-	e->winner_confirm_ns = w->confirm_ns;
-	e->flags |= CTCT_F_WINNER_QUEUED;
+	e->winner_queue = s->q;
+	e->winner_confirm_ns = s->confirm_ns;
+	if (*(volatile __u64 *)&s->ct == rec->winner_ct)
+		e->flags |= CTCT_F_WINNER_QUEUED;
 }
 
-/* A confirmed ct that came through the queue may win a later clash: keep its queue record by ct. */
+/* A conntrack confirmed: if its packet came through a queue, its record stays as a winner's (a later
+ * loser of a clash with it names its queue times). Any other record under this conntrack address is
+ * an earlier conntrack's in the same memory: freed, so that no loser takes it for this one's. */
 static __always_inline void remember_winner(__u64 skb, __u64 ct)
 {
-	struct winner_rec w = {};
+	struct cslot *s = cslot_of(ct, 0);
 
-	if (!qslot_take_confirmed(skb, ct, &w.queue))
+	if (!s)
 		return;
-	w.confirm_ns = bpf_ktime_get_ns();
-	read_tuple(&w.orig, __builtin_preserve_access_index(&((struct nf_conn *)ct)->tuplehash[0].tuple));
-	if (bpf_map_update_elem(&winners, &ct, &w, BPF_ANY))
-		count(CTCT_CNT_WINNER_MAP_FULL);
+	if (s->skb == skb && !s->confirm_ns)
+		s->confirm_ns = bpf_ktime_get_ns();
+	else
+		__sync_val_compare_and_swap(&s->ct, ct, 0);
 }
 
 /* The outcome at confirm's return, for skb and the conntrack ct it carried in. rec: what the entry

@@ -9,7 +9,6 @@
 #include "common.bpf.h"
 
 #define CTCT_MAX_CPUS 1024
-#define CTCT_IP_CT_ESTABLISHED 1 /* enum ip_conntrack_info, uapi */
 
 /* The netns' insert_failed summed over all CPUs. kallsyms has no data symbols on many kernels (no
  * __per_cpu_offset, and typed per-CPU ksyms fail to resolve), and the verifier refuses

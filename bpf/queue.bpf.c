@@ -3,16 +3,16 @@
  * The reinject function is nf_reinject before 6.9 and nfqnl_reinject from 6.9 on (commit
  * "netfilter: nf_queue: remove excess nf_reinject"); the loader picks the target at runtime.
  * Enqueue and reinject run for every queued packet, established flows included: no map helper there,
- * the record is written into its array slot in place. */
+ * records are written into their array slots in place (common.bpf.h). */
 #include "common.bpf.h"
 
 /* direct: an fentry program, whose arguments are BTF pointers it may load through (a faulting load gives
  * 0); one instruction per field instead of a bpf_probe_read_kernel() call. A kprobe gets plain numbers
- * and reads through the helper. */
+ * and reads through the helper. The entry's address itself, a key to hash, comes as a number either way
+ * (fentry: bpf_get_func_arg(), inlined; the verifier allows no arithmetic on a BTF pointer). */
 #define CTCT_RD(direct, fields, src, ...) ((direct) ? (src)->fields : BPF_CORE_READ(src, __VA_ARGS__))
 
-/* entry->skb as a number, the key of its queue record. Even an fentry program reads it through the
- * helper: the key is hashed, and the verifier allows no arithmetic on a BTF pointer. */
+/* entry->skb as a number: the pending map's key (rare paths only: a helper call) */
 static __always_inline __u64 entry_skb(struct nf_queue_entry *entry)
 {
 	__u64 v = 0;
@@ -21,57 +21,51 @@ static __always_inline __u64 entry_skb(struct nf_queue_entry *entry)
 	return v;
 }
 
-/* skb->_nfct; skbv is entry->skb, the same pointer as a number for a kprobe */
-#define CTCT_ENTRY_NFCT(direct, entry, skbv) \
-	((direct) ? (entry)->skb->_nfct : BPF_CORE_READ((struct sk_buff *)(skbv), _nfct))
-
 static __always_inline bool qslot_live(const struct qslot *s, __u64 now)
 {
-	return s->skb && !s->q.reinject_ns && s->q.enqueue_ns + CTCT_QSLOT_LIVE_NS > now;
+	return s->entry && s->q.enqueue_ns + CTCT_QSLOT_LIVE_NS > now;
 }
 
-/* The record of a packet entering a queue, in a free slot of its bucket (or its own, when a second queue
- * rule on its path queues it again); with both live, the older is overwritten and counted. */
-static __always_inline void qslot_store(__u64 skb, __u64 nfct, const struct ctct_queue *q)
+/* The record of a packet entering a queue, in a free slot of its bucket; with both live, the older is
+ * overwritten and counted. */
+static __always_inline void qslot_store(__u64 entry, const struct ctct_queue *q)
 {
-	__u32 i = qslot_bucket(skb), j = i | 1;
+	__u32 i = slot_bucket(entry), j = i | 1;
 	struct qslot *a = bpf_map_lookup_elem(&qslots, &i), *b = bpf_map_lookup_elem(&qslots, &j), *s;
 
 	if (!a || !b)
 		return;
-	if (a->skb == skb || !qslot_live(a, q->enqueue_ns))
+	if (!qslot_live(a, q->enqueue_ns))
 		s = a;
-	else if (b->skb == skb || !qslot_live(b, q->enqueue_ns))
+	else if (!qslot_live(b, q->enqueue_ns))
 		s = b;
 	else {
 		count(CTCT_CNT_QUEUE_SLOT_EVICTED);
 		s = a->q.enqueue_ns <= b->q.enqueue_ns ? a : b;
 	}
-	/* a reader copying this slot now sees skb change under it and drops its copy */
-	CTCT_WRITE_ONCE(s->skb, 0);
+	/* a reader copying this slot now sees entry change under it and drops its copy */
+	CTCT_WRITE_ONCE(s->entry, 0);
 	barrier();
-	s->nfct = nfct & NFCT_PTRMASK;
 	s->q = *q;
 	barrier();
-	CTCT_WRITE_ONCE(s->skb, skb);
+	CTCT_WRITE_ONCE(s->entry, entry);
 }
 
-static __always_inline int handle_enqueue(struct nf_queue_entry *entry, __u32 queuenum, const bool direct)
+static __always_inline int handle_enqueue(struct nf_queue_entry *entry, __u64 entryv, __u32 queuenum,
+					  const bool direct)
 {
 	__u32 netns = CTCT_RD(direct, state.net->ns.inum, entry, state.net, ns.inum);
+	struct enqueuing_rec *rec = NULL;
 	struct ctct_queue q = {};
 	struct enqueue_failure *f;
-	__u64 skb;
-
-	struct enqueuing_rec *rec = NULL;
 	__u32 zero = 0;
 
 	if (!enqueue_exit_has_args) {
 		rec = bpf_map_lookup_elem(&enqueuing, &zero);
 		if (rec) {
-			/* filtered out below: skb 0 tells the return to stay quiet */
+			/* filtered out below: entry 0 tells the return to stay quiet */
 			rec->task = task_key();
-			rec->skb = 0;
+			rec->entry = 0;
 		}
 	}
 	if (targ_netns && netns != targ_netns)
@@ -89,14 +83,14 @@ static __always_inline int handle_enqueue(struct nf_queue_entry *entry, __u32 qu
 			delete_counted(&enqueue_failed, &key, &n_enqueue_failed);
 		}
 	}
-	skb = entry_skb(entry);
 	q.enqueue_ns = bpf_ktime_get_ns();
 	q.queue_num = queuenum;
 	q.hook = CTCT_RD(direct, state.hook, entry, state.hook);
 	q.pf = CTCT_RD(direct, state.pf, entry, state.pf);
-	qslot_store(skb, CTCT_ENTRY_NFCT(direct, entry, skb), &q);
+	qslot_store(entryv, &q);
 	if (rec) {
-		rec->skb = skb;
+		rec->entry = entryv;
+		rec->skb = entry_skb(entry);
 		rec->start_ns = q.enqueue_ns;
 		rec->netns_ino = netns;
 		rec->queue_num = queuenum;
@@ -118,8 +112,8 @@ static __always_inline __u32 enqueue_cause(int ret)
 
 /* A failed enqueue: the event waits in enqueue_failed (per task) for nf_queue() to free the skb (a drop)
  * or for the packet to go on (bypass). */
-static __always_inline void enqueue_failure(__u64 task, __u64 skbv, __u32 netns, __u32 queuenum, __u64 start_ns,
-					    int ret)
+static __always_inline void enqueue_failure(__u64 task, __u64 entryv, __u64 skbv, __u32 netns, __u32 queuenum,
+					    __u64 start_ns, int ret)
 {
 	struct enqueue_failure *w = scratch_wrapper();
 	struct ctct_event *e;
@@ -136,7 +130,7 @@ static __always_inline void enqueue_failure(__u64 task, __u64 skbv, __u32 netns,
 	e->netns_ino = netns;
 	e->enqueue_error = ret;
 	fill_flow(e, (struct sk_buff *)skbv);
-	if (!qslot_take_queued(skbv, &e->loser_queue)) {
+	if (!qslot_take(entryv, &e->loser_queue)) {
 		__builtin_memset(&e->loser_queue, 0, sizeof(e->loser_queue));
 		e->loser_queue.queue_num = queuenum;
 		e->loser_queue.enqueue_ns = start_ns;
@@ -169,14 +163,15 @@ static __always_inline int handle_enqueue_exit(int ret)
 		count(CTCT_CNT_ENQUEUE_ARGS_LOST);
 		return 0;
 	}
-	if (!rec->skb)
+	if (!rec->entry)
 		return 0;
-	enqueue_failure(key, rec->skb, rec->netns_ino, rec->queue_num, rec->start_ns, ret);
+	enqueue_failure(key, rec->entry, rec->skb, rec->netns_ino, rec->queue_num, rec->start_ns, ret);
 	return 0;
 }
 
 /* fexit: arguments and return value together; a queued packet costs one comparison here */
-static __always_inline int handle_enqueue_exit_args(struct nf_queue_entry *entry, __u32 queuenum, int ret)
+static __always_inline int handle_enqueue_exit_args(struct nf_queue_entry *entry, __u64 entryv, __u32 queuenum,
+						    int ret)
 {
 	__u32 netns;
 
@@ -187,21 +182,28 @@ static __always_inline int handle_enqueue_exit_args(struct nf_queue_entry *entry
 		return 0;
 	if (targ_queue_set && queuenum != targ_queue)
 		return 0;
-	enqueue_failure(task_key(), entry_skb(entry), netns, queuenum, bpf_ktime_get_ns(), ret);
+	enqueue_failure(task_key(), entryv, entry_skb(entry), netns, queuenum, bpf_ktime_get_ns(), ret);
 	return 0;
 }
 
 /* The listener said NF_DROP: nf_reinject frees the skb right away; kfree_skb completes the event. */
-static __always_inline void verdict_drop(struct nf_queue_entry *entry, __u64 key, __u32 verdict, const bool direct)
+static __always_inline void verdict_drop(struct nf_queue_entry *entry, __u64 entryv, __u32 verdict,
+					 const bool direct)
 {
 	__u32 netns = CTCT_RD(direct, state.net->ns.inum, entry, state.net, ns.inum);
 	struct ctct_event *e;
+	__u64 key;
 
-	if (targ_netns && netns != targ_netns)
+	if (targ_netns && netns != targ_netns) {
+		struct ctct_queue q;
+
+		qslot_take(entryv, &q);
 		return;
+	}
 	e = scratch_event();
 	if (!e)
 		return;
+	key = entry_skb(entry);
 	e->type = CTCT_EV_VERDICT_DROP;
 	e->cause = CTCT_CAUSE_LISTENER_VERDICT;
 	e->source = CTCT_SRC_QUEUE_HOOK;
@@ -210,7 +212,7 @@ static __always_inline void verdict_drop(struct nf_queue_entry *entry, __u64 key
 	e->netns_ino = netns;
 	fill_flow(e, (struct sk_buff *)key);
 	/* without the enqueue record the queue number is unknown (nf_queue_entry has none) */
-	if (qslot_take_queued(key, &e->loser_queue))
+	if (qslot_take(entryv, &e->loser_queue))
 		e->flags |= CTCT_F_LOSER_QUEUED;
 	else
 		__builtin_memset(&e->loser_queue, 0, sizeof(e->loser_queue));
@@ -227,41 +229,86 @@ static __always_inline void verdict_drop(struct nf_queue_entry *entry, __u64 key
 	}
 }
 
-static __always_inline int handle_reinject(struct nf_queue_entry *entry, __u32 verdict, const bool direct)
+/* A packet that may still meet confirm as a new conntrack: its record, by conntrack, for confirm. */
+static __always_inline void cslot_store(__u64 ct, __u64 skb, const struct ctct_queue *q)
 {
-	__u64 skb = entry_skb(entry);
+	__u32 i = slot_bucket(ct), j = i | 1;
+	struct cslot *a = bpf_map_lookup_elem(&cslots, &i), *b = bpf_map_lookup_elem(&cslots, &j), *s;
+
+	if (!a || !b)
+		return;
+	/* the same conntrack again (a second queue on its path), else a free slot, else the older */
+	if (a->ct == ct || (b->ct != ct && (!a->ct || (b->ct && a->q.reinject_ns <= b->q.reinject_ns))))
+		s = a;
+	else
+		s = b;
+	CTCT_WRITE_ONCE(s->ct, 0);
+	barrier();
+	s->skb = skb;
+	s->confirm_ns = 0;
+	s->q = *q;
+	barrier();
+	CTCT_WRITE_ONCE(s->ct, ct);
+}
+
+static __always_inline int handle_reinject(struct nf_queue_entry *entry, __u64 entryv, __u32 verdict,
+					   const bool direct)
+{
 	struct qslot *s;
+	struct ctct_queue q;
+	unsigned long nfct;
+	__u32 ctinfo;
 
 	if ((verdict & NF_VERDICT_MASK) == NF_DROP) {
-		verdict_drop(entry, skb, verdict, direct);
+		verdict_drop(entry, entryv, verdict, direct);
 		return 0;
 	}
-	s = qslot_queued(skb);
+	s = qslot_of(entryv);
 	if (!s)
 		return 0;
-	/* kept for confirm, which looks for a reinjected record; an established flow's is overwritten later */
-	s->q.packet_id = CTCT_RD(direct, id, entry, id);
-	s->q.verdict = verdict;
-	s->q.reinject_ns = bpf_ktime_get_ns();
+	q = s->q;
+	/* the packet leaves the queue; a torn copy (overwritten meanwhile) is not passed on */
+	if (__sync_val_compare_and_swap(&s->entry, entryv, 0) != entryv)
+		return 0;
+	nfct = direct ? entry->skb->_nfct : BPF_CORE_READ(entry, skb, _nfct);
+	ctinfo = nfct & 7;
+	/* only a conntrack not yet confirmed can meet __nf_conntrack_confirm: new or related, original
+	 * direction (established means a reply was seen; a queue before conntrack leaves none) */
+	if (!(nfct & NFCT_PTRMASK) || ctinfo == CTCT_IP_CT_ESTABLISHED || ctinfo >= IP_CT_IS_REPLY)
+		return 0;
+	q.reinject_ns = bpf_ktime_get_ns();
+	q.packet_id = CTCT_RD(direct, id, entry, id);
+	q.verdict = verdict;
+	cslot_store(nfct & NFCT_PTRMASK, direct ? (__u64)entry->skb : entry_skb(entry), &q);
 	return 0;
 }
 
 SEC("fentry")
 int BPF_PROG(enqueue_fentry, struct nf_queue_entry *entry, unsigned int queuenum)
 {
-	return handle_enqueue(entry, queuenum, true);
+	__u64 entryv = 0;
+
+	bpf_get_func_arg(ctx, 0, &entryv);
+	return handle_enqueue(entry, entryv, queuenum, true);
 }
 
 SEC("kprobe")
 int BPF_KPROBE(enqueue_kprobe, struct nf_queue_entry *entry, unsigned int queuenum)
 {
-	return handle_enqueue(entry, queuenum, false);
+	return handle_enqueue(entry, (__u64)entry, queuenum, false);
 }
 
 SEC("fexit")
 int BPF_PROG(enqueue_fexit, struct nf_queue_entry *entry, unsigned int queuenum, int ret)
 {
-	return enqueue_exit_has_args ? handle_enqueue_exit_args(entry, queuenum, ret) : handle_enqueue_exit(ret);
+	__u64 entryv = 0;
+
+	if (!enqueue_exit_has_args)
+		return handle_enqueue_exit(ret);
+	if (ret >= 0)
+		return 0;
+	bpf_get_func_arg(ctx, 0, &entryv);
+	return handle_enqueue_exit_args(entry, entryv, queuenum, ret);
 }
 
 SEC("kretprobe")
@@ -273,13 +320,16 @@ int BPF_KRETPROBE(enqueue_kretprobe, int ret)
 SEC("fentry")
 int BPF_PROG(reinject_fentry, struct nf_queue_entry *entry, unsigned int verdict)
 {
-	return handle_reinject(entry, verdict, true);
+	__u64 entryv = 0;
+
+	bpf_get_func_arg(ctx, 0, &entryv);
+	return handle_reinject(entry, entryv, verdict, true);
 }
 
 SEC("kprobe")
 int BPF_KPROBE(reinject_kprobe, struct nf_queue_entry *entry, unsigned int verdict)
 {
-	return handle_reinject(entry, verdict, false);
+	return handle_reinject(entry, (__u64)entry, verdict, false);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

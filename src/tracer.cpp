@@ -35,7 +35,7 @@ std::vector<std::string> counter_names()
 	// order of enum ctct_counter; the assert catches a counter added to one side only (enqueue_map_full
 	// was once reported under the name "events")
 	static const char *const names[] = {"ringbuf_full", "queue_slot_evicted", "inflight_map_full", "pending_map_full",
-					    "winner_map_full", "unseeded_baseline",
+					    "unseeded_baseline",
 					    "enqueue_args_lost", "baseline_map_full", "netns_inode_reused", "events"};
 	static_assert(sizeof(names) / sizeof(names[0]) == CTCT_CNT_MAX, "one name per enum ctct_counter");
 	return {std::begin(names), std::end(names)};
