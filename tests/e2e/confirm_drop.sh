@@ -53,6 +53,11 @@ collision_run() { # collision_run FAMILY RUN
 		if has_hook resolve_clash; then
 			check "$tag: every drop names its winner" \
 				"$(events_of_type confirm_drop | jq -r 'select(.winner == null or .cause != "clash") | 1' | wc -l)" 0
+			# the winner came through the same queue, held as long, and was confirmed before the loser
+			check "$tag: every winner's time in queue within [hold, 5s], confirmed before the loser" \
+				"$(events_of_type confirm_drop | jq -r --argjson lo $((HOLD_MS * 1000000)) --argjson hi 5000000000 \
+					'select(.winner.queue == null or .winner.queue.latency_ns < $lo or .winner.queue.latency_ns > $hi
+						or .winner.confirmed_before_ns == null or .winner.confirmed_before_ns < 0) | 1' | wc -l)" 0
 		else # e.g. 6.1: nf_ct_resolve_clash has no BTF, the winner of a drop is not observable
 			check "$tag: without the resolve_clash hook every drop says cause unknown" \
 				"$(events_of_type confirm_drop | jq -r 'select(.winner != null or .cause != "unknown") | 1' | wc -l)" 0
