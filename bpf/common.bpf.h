@@ -32,6 +32,7 @@
 #define CTCT_ENOBUFS 105
 #define CTCT_IPS_DYING (1UL << 9) /* IPS_DYING_BIT */
 #define CTCT_WRITE_ONCE(x, v) (*(volatile typeof(x) *)&(x) = (v))
+#define CTCT_READ_ONCE(x) (*(volatile typeof(x) *)&(x))
 
 /* Set by the loader before load. */
 CTCT_GLOBAL const volatile __u32 targ_netns;     /* only this netns inode; 0: all */

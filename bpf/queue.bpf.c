@@ -267,9 +267,11 @@ static __always_inline int handle_reinject(struct nf_queue_entry *entry, __u64 e
 	if (!s)
 		return 0;
 	q = s->q;
-	/* the packet leaves the queue; a torn copy (overwritten meanwhile) is not passed on */
-	if (__sync_val_compare_and_swap(&s->entry, entryv, 0) != entryv)
+	/* the packet leaves the queue; a torn copy (overwritten meanwhile) is not passed on. Plain loads and
+	 * a plain store: this runs for every queued packet, and an atomic costs more. */
+	if (CTCT_READ_ONCE(s->entry) != entryv)
 		return 0;
+	CTCT_WRITE_ONCE(s->entry, 0);
 	nfct = direct ? entry->skb->_nfct : BPF_CORE_READ(entry, skb, _nfct);
 	ctinfo = nfct & 7;
 	/* only a conntrack not yet confirmed can meet __nf_conntrack_confirm: new or related, original
