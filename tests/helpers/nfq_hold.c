@@ -79,7 +79,7 @@ int main(int argc, char **argv)
 					     {"maxlen", 1, 0, 'm'}, {"rcvbuf", 1, 0, 'r'}, {"ready-file", 1, 0, 'f'}, {"stall-ms", 1, 0, 's'},
 					     {0, 0, 0, 0}};
 	long queue = -1, maxlen = 0, rcvbuf = 0;
-	unsigned long stall_ms = 0; /* do not read the socket at first: a burst overflows its buffer */
+	unsigned long stall_ms = 0; /* from the first packet on, do not read the socket: a burst overflows its buffer */
 	const char *ready = NULL;
 	char *end;
 	int c;
@@ -135,8 +135,14 @@ int main(int argc, char **argv)
 		fprintf(f, "%d\n", getpid());
 		fclose(f);
 	}
-	if (stall_ms)
+	/* The stall starts when the first packet is waiting, not at start: a tracer that is slow to load
+	 * (a loaded machine) must not let the stall pass before the burst arrives. */
+	if (stall_ms) {
+		struct pollfd first = {fd, POLLIN, 0};
+		while (!stop && poll(&first, 1, 100) == 0)
+			;
 		usleep(stall_ms * 1000);
+	}
 	static char buf[65536] __attribute__((aligned));
 	while (!stop) {
 		int timeout = 100;
