@@ -66,16 +66,20 @@ handled() { if [ "$kind_case" = xtdrops ]; then xt_dropped; else counter "$CNT/n
 # One measurement window: prints "pps_handled pps_sent" (handled: verdicted by the listener, or for
 # xtdrops dropped by the rule).
 window() {
-	local kind=$1 r0 r1 sent
+	local kind=$1 r0 r1 sent elapsed
 	r0=$(handled)
-	read -r sent _ < <(in_ns "$CLI" "$BENCH/udp_flood" send 10.231.2.2 $DPORT "$SECS" "$kind")
+	read -r sent _ elapsed < <(in_ns "$CLI" "$BENCH/udp_flood" send 10.231.2.2 $DPORT "$SECS" "$kind")
 	sleep 0.3 # let the queue drain
 	r1=$(handled)
-	echo "$(((r1 - r0) / SECS)) $((sent / SECS))"
+	awk -v h=$((r1 - r0)) -v s="$sent" -v t="$elapsed" 'BEGIN { printf "%.0f %.0f\n", h / t, s / t }'
 }
 
 setup || { echo "setup failed" >&2; exit 1; }
-echo "# $(uname -r) backend=$BACKEND rounds=$ROUNDS seconds=$SECS ncpu=$(nproc) bpf_stats=$BPF_STATS"
+# Under scripts/vm/run.sh --icount the vCPUs take turns on one instruction-counting clock: the machine's
+# budget is one CPU's worth of that clock, and a rate is work per packet, whatever the host is doing.
+budget_cpus=$(nproc)
+[ -n "${VM_ICOUNT:-}" ] && budget_cpus=1
+echo "# $(uname -r) backend=$BACKEND rounds=$ROUNDS seconds=$SECS ncpu=$(nproc) bpf_stats=$BPF_STATS icount=${VM_ICOUNT:-off}"
 : >"$WORK/results"
 for kind_case in $CASES; do
 	kind=one
@@ -109,9 +113,10 @@ for kind_case in $CASES; do
 	[ "$kind_case" = xtdrops ] && in_ns "$RTR" iptables-legacy -t mangle -F POSTROUTING
 done
 echo "# ratio = received pps with tracer / without, per round (mean, min, max over rounds)"
-echo "# bpf ns/pkt: the tracer's programs' run time per packet verdicted while on; cpu budget/pkt: ncpu s / off pps;"
+echo "# bpf ns/pkt: the tracer's programs' run time per packet verdicted while on; cpu budget/pkt: ncpu s / off pps"
+echo "# (icount: 1 s / off pps);"
 echo "# their quotient is the share of the machine the hooks take (robust where pps is noisy, e.g. under TCG)"
-awk -v secs="$SECS" -v ncpu="$(nproc)" '
+awk -v secs="$SECS" -v ncpu="$budget_cpus" '
 	$1 == "run" { pps[$2, $3, $4] = $5; cases[$2] = 1; if ($3 > n) n = $3 }
 	$1 == "prog" { bpfns[$2] += $5 }
 	$1 == "prog" { cnt[$2, $3] += $4; ns[$2, $3] += $5; progs[$2, $3] = 1 }
