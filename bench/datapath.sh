@@ -30,7 +30,7 @@ stats0=$(sysctl -n kernel.bpf_stats_enabled)
 BPF_STATS=${BPF_STATS:-1}
 # The counters are mmap'd files: on tmpfs, since a VM's results share (9p) refuses shared mappings.
 CNT=$(mktemp -d /run/ctct-bench.XXXXXX)
-trap 'sysctl -qw kernel.bpf_stats_enabled=$stats0; cleanup; rm -rf "$CNT"' EXIT INT TERM
+trap 'sysctl -qw kernel.bpf_stats_enabled=$stats0; [ -n "${SRV_PID:-}" ] && kill "$SRV_PID"; cleanup; rm -rf "$CNT"' EXIT INT TERM
 
 counter() { od -An -tu8 "$1" 2>/dev/null | tr -d ' ' || echo 0; }
 
@@ -51,11 +51,13 @@ setup() {
 	# new flows every packet: keep the table small (entries that never see a reply live 2 s)
 	in_ns "$RTR" sysctl -qw net.netfilter.nf_conntrack_udp_timeout=2 net.netfilter.nf_conntrack_udp_timeout_stream=2
 	rm -f "$WORK/nfq.ready"
-	in_ns "$RTR" "$BENCH/nfq_accept" --queue "$QUEUE" --count-file "$CNT/nfq.count" \
+	# ip netns exec itself in the background: $! is then the listener (a function call would be a subshell
+	# whose kill leaves the program running)
+	ip netns exec "$RTR" "$BENCH/nfq_accept" --queue "$QUEUE" --count-file "$CNT/nfq.count" \
 		--ready-file "$WORK/nfq.ready" >"$WORK/nfq.out" 2>"$WORK/nfq.log" &
 	LISTENER_PID=$!
 	wait_for_file "$WORK/nfq.ready" || { echo "nfq_accept did not start: $(cat "$WORK/nfq.log")" >&2; return 1; }
-	in_ns "$SRV" "$BENCH/udp_flood" recv 10.231.2.2 $DPORT "$CNT/srv.count" >"$WORK/srv.out" 2>&1 &
+	ip netns exec "$SRV" "$BENCH/udp_flood" recv 10.231.2.2 $DPORT "$CNT/srv.count" >"$WORK/srv.out" 2>&1 &
 	SRV_PID=$!
 	wait_for_file "$CNT/srv.count" || return 1
 }
