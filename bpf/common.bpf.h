@@ -41,6 +41,10 @@ CTCT_GLOBAL const volatile __u32 nr_cpus;        /* possible CPUs */
 CTCT_GLOBAL const volatile __u8 have_resolve_hook; /* nf_ct_resolve_clash is attached */
 /* nfqnl_enqueue_packet's return is an fexit, which sees the arguments: no per-task record at entry */
 CTCT_GLOBAL const volatile __u8 enqueue_exit_has_args;
+/* nfqnl_enqueue_packet's return is not hooked (the default: a return hook costs every queued packet a
+ * second trampoline): a packet that could not be queued is found where nf_queue() frees it, and its
+ * class comes from the queue's counters, as in tracepoint mode. --exact-queue-errors hooks the return. */
+CTCT_GLOBAL const volatile __u8 queue_drop_at_free;
 /* __nf_conntrack_confirm's return is an fexit and nf_ct_resolve_clash is hooked: no entry program */
 CTCT_GLOBAL const volatile __u8 confirm_exit_has_args;
 /* Flow filters (--proto, --addr, --port, --queue): an event is kept only if its flow matches. */
@@ -190,10 +194,12 @@ CTCT_GLOBAL struct {
 	__type(value, struct enqueue_failure);
 } scratch SEC(".maps");
 
-/* kprobe mode: nfqnl_enqueue_packet's arguments for its kretprobe, which has none. Per CPU, not per
- * task: entry and return run on one CPU unless the task migrates or a softirq's enqueue nests in a task's
- * (both under the task's pid). The return clears the record, so the outer return of a nested pair, or
- * one on another CPU, finds none of its own and, only if its enqueue failed, counts enqueue_args_lost. */
+/* nfqnl_enqueue_packet's arguments for its kretprobe, which has none, or (queue_drop_at_free) for
+ * kfree_skb in nf_queue(), which frees the skb of a failed enqueue right after it, on the same CPU. Per
+ * CPU, not per task: entry and return run on one CPU unless the task migrates or a softirq's enqueue nests
+ * in a task's (both under the task's pid). The return clears the record, so the outer return of a nested
+ * pair, or one on another CPU, finds none of its own and, only if its enqueue failed, counts
+ * enqueue_args_lost. At a free the record must name the freed skb. */
 struct enqueuing_rec {
 	__u64 task;
 	__u64 entry;

@@ -232,6 +232,46 @@ static __always_inline int detect(struct sk_buff *skb, __u64 location, __u32 rea
 	return 0;
 }
 
+/* Function mode without a hook on nfqnl_enqueue_packet's return: a free inside nf_queue() is a packet that
+ * could not be queued. The enqueue hook's per-CPU record, if it names this skb, gives its queue and time
+ * and frees its queue record; the loader classes it from the queue's counters (cause unknown here). */
+static __always_inline void queue_drop_freed(struct sk_buff *skb, __u64 location, __u32 reason)
+{
+	struct enqueuing_rec *rec;
+	struct ctct_event *e;
+	__u32 zero = 0;
+
+	rec = bpf_map_lookup_elem(&enqueuing, &zero);
+	if (!rec || rec->skb != (__u64)skb) {
+		/* not this packet's record: a nested enqueue overwrote it, or the queue handler was missing
+		 * and nfqnl_enqueue_packet never ran */
+		detect_by_location(skb, 0, location, reason);
+		return;
+	}
+	if (!rec->entry)
+		return; /* filtered out at enqueue */
+	e = scratch_event();
+	if (!e)
+		return;
+	e->type = CTCT_EV_QUEUE_DROP;
+	e->cause = CTCT_CAUSE_UNKNOWN;
+	e->source = CTCT_SRC_FREE_LOCATION;
+	e->flags = CTCT_F_FREED | CTCT_F_LOSER_QUEUED;
+	e->ts_ns = bpf_ktime_get_ns();
+	e->cpu = bpf_get_smp_processor_id();
+	e->netns_ino = rec->netns_ino;
+	e->drop_reason = reason;
+	e->drop_location = location;
+	fill_flow(e, skb);
+	if (!qslot_take(rec->entry, &e->loser_queue)) {
+		__builtin_memset(&e->loser_queue, 0, sizeof(e->loser_queue));
+		e->loser_queue.enqueue_ns = rec->start_ns;
+	}
+	e->loser_queue.queue_num = rec->queue_num;
+	rec->entry = 0;
+	submit(e);
+}
+
 static __always_inline int handle_free(struct sk_buff *skb, __u64 location, __u32 reason, const bool direct)
 {
 	__u64 key = (__u64)skb, task;
@@ -241,6 +281,10 @@ static __always_inline int handle_free(struct sk_buff *skb, __u64 location, __u3
 	/* tracepoint mode attaches no confirm or queue hook, so nothing is ever pending: skip the lookups */
 	if (detect_at_free)
 		return detect(skb, location, reason, direct);
+	if (queue_drop_at_free && in_text(location, queue_text_lo, queue_text_hi)) {
+		queue_drop_freed(skb, location, reason);
+		return 0;
+	}
 	task = task_key();
 	f = n_enqueue_failed ? bpf_map_lookup_elem(&enqueue_failed, &task) : NULL;
 	if (f) {

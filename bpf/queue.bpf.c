@@ -63,9 +63,12 @@ static __always_inline int handle_enqueue(struct nf_queue_entry *entry, __u64 en
 	if (!enqueue_exit_has_args) {
 		rec = bpf_map_lookup_elem(&enqueuing, &zero);
 		if (rec) {
-			/* filtered out below: entry 0 tells the return to stay quiet */
-			rec->task = task_key();
+			/* filtered out below: entry 0 tells the return (or the free) to stay quiet */
+			if (!queue_drop_at_free)
+				rec->task = task_key();
 			rec->entry = 0;
+			/* fentry: a load; the skb is only compared, never hashed */
+			rec->skb = direct ? (__u64)entry->skb : entry_skb(entry);
 		}
 	}
 	if (targ_netns && netns != targ_netns)
@@ -90,7 +93,6 @@ static __always_inline int handle_enqueue(struct nf_queue_entry *entry, __u64 en
 	qslot_store(entryv, &q);
 	if (rec) {
 		rec->entry = entryv;
-		rec->skb = entry_skb(entry);
 		rec->start_ns = q.enqueue_ns;
 		rec->netns_ino = netns;
 		rec->queue_num = queuenum;

@@ -76,7 +76,7 @@ static const ProbeResult *find(const ProbeResults &p, const std::string &hook, A
 	return r == h->second.end() ? nullptr : &r->second;
 }
 
-Plan choose_plan(Backend requested, const ProbeResults &probes)
+Plan choose_plan(Backend requested, const ProbeResults &probes, const PlanOptions &options)
 {
 	Plan plan;
 	std::map<std::string, HookChoice> chosen;
@@ -135,14 +135,28 @@ why("kfree_skb") + ")";
 		return plan;
 	}
 	plan.confirm_exit_has_args = chosen["confirm_return"].attach == Attach::Fentry && chosen.count("resolve_clash");
+	// The enqueue return hook is a second trampoline on every queued packet (with fentry it turns the
+	// entry's into one that calls the function); a failed enqueue is also seen where nf_queue() frees it.
+	bool skip_enqueue_return = !options.exact_queue_errors && options.queue_text_known;
+	bool has_enqueue_return = false;
 	for (const auto &spec : hook_table()) {
 		auto it = chosen.find(spec.name);
 		if (spec.name == "confirm" && plan.confirm_exit_has_args)
 			continue;
-		if (it != chosen.end())
+		if (spec.name == "enqueue_return" && skip_enqueue_return)
+			continue;
+		if (it != chosen.end()) {
 			plan.hooks.push_back(it->second);
-		else
+			has_enqueue_return |= spec.name == "enqueue_return";
+		} else {
 			plan.notes.push_back(spec.name + " unavailable (" + why(spec.name) + "): no " + spec.purpose);
+		}
+	}
+	if (!has_enqueue_return && options.queue_text_known) {
+		plan.queue_drop_at_free = true;
+		plan.notes.push_back("queue drops are found where nf_queue() frees them and classed by the queue's "
+				     "counters (exact in total); each drop's errno and --queue-bypass events need "
+				     "--exact-queue-errors (a return hook on every queued packet)");
 	}
 	return plan;
 }

@@ -50,12 +50,22 @@ struct Plan {
 	// confirm_return is an fexit (it sees the skb) and resolve_clash is hooked: the confirm entry
 	// hook is probed but not attached, so a new flow runs one program at confirm instead of two
 	bool confirm_exit_has_args = false;
+	// function mode without nfqnl_enqueue_packet's return hook: kfree_skb finds a packet that could not
+	// be queued where nf_queue() frees it (its class from the queue's counters, as in tracepoint mode)
+	bool queue_drop_at_free = false;
 	std::vector<std::string> notes; // what is not observable and why
 	std::string error;              // non-empty: cannot trace as asked
 };
 
 // Attach types that a backend allows for function hooks, in order of preference.
 std::vector<Attach> allowed_attaches(Backend b);
-Plan choose_plan(Backend requested, const ProbeResults &probes);
+struct PlanOptions {
+	// --exact-queue-errors: hook nfqnl_enqueue_packet's return too, for each failed enqueue's errno and
+	// --queue-bypass events. Off by default: the return hook runs for every queued packet.
+	bool exact_queue_errors = false;
+	// nf_queue() is in kallsyms: without it a free there cannot be recognised, so the return is hooked
+	bool queue_text_known = true;
+};
+Plan choose_plan(Backend requested, const ProbeResults &probes, const PlanOptions &options = {});
 
 } // namespace ctct

@@ -89,6 +89,7 @@ struct TraceArgs {
 	std::string proto, addr, port, queue;
 	std::string stats_interval = "10s";
 	std::string group;
+	bool exact_queue_errors = false;
 	// verify
 	std::string max_drops = "0";
 };
@@ -116,9 +117,12 @@ Backend backend_arg(const std::string &s)
 }
 
 // Probe, then decide; a backend that cannot work here is an environment error (exit 2).
-Plan plan_for(Backend backend, const Kallsyms &ksyms)
+Plan plan_for(Backend backend, const Kallsyms &ksyms, bool exact_queue_errors = false)
 {
-	Plan plan = choose_plan(backend, probe_for(backend, ksyms, g_verbose, false));
+	PlanOptions options;
+	options.exact_queue_errors = exact_queue_errors;
+	options.queue_text_known = ksyms.range_of("nf_queue").has_value();
+	Plan plan = choose_plan(backend, probe_for(backend, ksyms, g_verbose, false), options);
 	if (!plan.error.empty())
 		die(kExitUsage, plan.error);
 	return plan;
@@ -261,10 +265,12 @@ void Session::classify_queue_drop(ctct_event &e)
 		if (it != netns_paths_.end())
 			classifier_.observe(e.netns_ino, read_counters(it->second).queues);
 	}
+	// with the return hook, -ESRCH was told apart in the kernel; seen at the free, nothing counted it
 	bool hooked = e.source == CTCT_SRC_QUEUE_HOOK;
 	auto r = classifier_.classify(e.netns_ino, hooked ? CTCT_CAUSE_UNCONFIRMED_SHARED : CTCT_CAUSE_NO_LISTENER);
 	e.cause = r.cause;
-	if (r.queue && !hooked) {
+	// the enqueue hook's record named the queue (function mode); tracepoint mode takes the counters'
+	if (r.queue && !(e.flags & CTCT_F_LOSER_QUEUED)) {
 		e.loser_queue.queue_num = *r.queue;
 		e.flags |= CTCT_F_LOSER_QUEUED;
 	}
@@ -393,7 +399,7 @@ int Session::run()
 
 	LineWriter::ignore_sigpipe(); // a closed stdout is EPIPE from write(2), reported, not a silent SIGPIPE death
 	ksyms_ = load_kallsyms();
-	plan_ = plan_for(backend, ksyms_);
+	plan_ = plan_for(backend, ksyms_, a_.exact_queue_errors);
 	if (filter.has_queue && plan_.detect_at_free)
 		die(kExitUsage, "--queue needs the queue hooks (fentry or kprobe); in tracepoint mode the queue of a drop is "
 				"not known in the kernel. Filter with --netns/--proto/--addr/--port instead");
@@ -579,6 +585,10 @@ int main(int argc, char **argv)
 		->check(duration_ok);
 	tr->add_option("--ringbuf-kb", ta.ringbuf_kb, "Ring buffer size in KiB, a power of two (default 4096)")
 		->check(non_empty);
+	tr->add_flag("--exact-queue-errors", ta.exact_queue_errors,
+		     "fentry/kprobe: also hook nfqnl_enqueue_packet's return, for each queue drop's errno and for "
+		     "--queue-bypass events; costs every queued packet a return hook (default: queue drops are found "
+		     "where nf_queue() frees them and classed by the queue's counters)");
 	out->add_option("--stats-interval", ta.stats_interval,
 			"Every this long, a stats record: events by type, losses, kernel counter deltas per netns "
 			"(default 10s; 0: off)")
@@ -624,6 +634,7 @@ int main(int argc, char **argv)
 	verify->add_option("--max-drops", va.max_drops, "Unintended drops allowed (confirm and queue drops; default 0)")->check(non_empty);
 	verify->add_option("--backend", va.backend, "auto|fentry|kprobe|tracepoint (default auto)");
 	verify->add_option("--ringbuf-kb", va.ringbuf_kb, "Ring buffer size in KiB (default 4096)")->check(non_empty);
+	verify->add_flag("--exact-queue-errors", va.exact_queue_errors, "Also hook nfqnl_enqueue_packet's return");
 	verify->add_option("--netns", va.netns, "Only this network namespace inode")->check(non_empty);
 	verify->add_option("--proto", va.proto, "Only this protocol")->check(non_empty);
 	verify->add_option("--addr", va.addr, "Only flows with this address or prefix")->check(non_empty);

@@ -8,7 +8,10 @@
 #   no listener + --queue-bypass                   nothing lost, no loss event (queue_bypass with hooks)
 # and filters: --port/--addr/--proto that must and must not match the same traffic.
 # usage: queue_losses.sh BACKEND [FLOWS]     (root; BACKEND: auto|fentry|kprobe|tracepoint; FILTERS=0 skips
-# the filter cases, which exercise the same BPF code with every backend)
+# the filter cases, which exercise the same BPF code with every backend; TRACER_FLAGS are passed to the
+# tracer, e.g. --exact-queue-errors)
+# Function backends find a failed enqueue where nf_queue() frees it (source free_location) unless
+# --exact-queue-errors hooks nfqnl_enqueue_packet's return (source queue_hook); both must name the queue.
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 BACKEND=${1:?backend}
@@ -35,7 +38,8 @@ case_run() { # case_run NAME LISTENER_ARGS|none SPORT_BASE [tracer flags...]
 		start_listener $largs || { not_ok "$TAG: listener did not start"; topo_down; return 1; }
 	fi
 	QD0=$(nfq_stat queue_dropped) UD0=$(nfq_stat user_dropped) IF0=$(ct_stat insert_failed)
-	start_tracer "$BACKEND" "$@" || { not_ok "$TAG: tracer did not start"; topo_down; return 1; }
+	# shellcheck disable=SC2086
+	start_tracer "$BACKEND" ${TRACER_FLAGS:-} "$@" || { not_ok "$TAG: tracer did not start"; topo_down; return 1; }
 	read -r SENT RECV < <(RECV_IDLE_MS=${RECV_IDLE_MS:-3000} burst "$base")
 	sleep 1.5
 	# read the queue's counters while its listener is still bound (they vanish with it)
@@ -71,6 +75,12 @@ if RECV_IDLE_MS=8000 case_run "queue full" "1000 --maxlen 4" 42000; then
 	check "$TAG: Δqueue_dropped == queue-full packets" "$DQD" $((FLOWS - 4))
 	check "$TAG: queue_drop/queue_full events == Δqueue_dropped" "$(count_events queue_drop queue_full)" "$DQD"
 	check "$TAG: no other queue_drop causes" "$(count_events queue_drop)" "$DQD"
+	check "$TAG: queue_drop events name queue $QUEUE" \
+		"$(events_of_type queue_drop | jq -r 'select(.queue.num == '"$QUEUE"') | 1' | wc -l)" "$DQD"
+	qsource=free_location
+	[ "$(trace_mode)" = function ] && has_hook enqueue_return && qsource=queue_hook
+	check "$TAG: queue_drop events from $qsource" \
+		"$(events_of_type queue_drop | jq -r 'select(.source == "'"$qsource"'") | 1' | wc -l)" "$DQD"
 fi
 topo_down
 

@@ -40,11 +40,45 @@ TEST(Plan, AutoPrefersFentry)
 	EXPECT_FALSE(p.detect_at_free);
 	// fexit sees the skb at return and nf_ct_resolve_clash records clashes: no confirm entry program
 	EXPECT_TRUE(p.confirm_exit_has_args);
-	EXPECT_EQ(p.hooks.size(), hook_table().size() - 1);
+	// nor, by default, a return hook on every queued packet: failed enqueues are seen at the free
+	EXPECT_EQ(p.hooks.size(), hook_table().size() - 2);
 	EXPECT_EQ(hook(p, "confirm"), nullptr);
+	EXPECT_EQ(hook(p, "enqueue_return"), nullptr);
+	EXPECT_TRUE(p.queue_drop_at_free);
 	EXPECT_EQ(hook(p, "confirm_return")->program, "confirm_fexit");
 	EXPECT_EQ(hook(p, "kfree_skb")->attach, Attach::TpBtf);
+	ASSERT_EQ(p.notes.size(), 1u);
+	EXPECT_NE(p.notes[0].find("--exact-queue-errors"), std::string::npos);
+}
+
+TEST(Plan, ExactQueueErrorsHooksTheEnqueueReturn)
+{
+	PlanOptions o;
+	o.exact_queue_errors = true;
+	Plan p = choose_plan(Backend::Auto, all(true, true, true), o);
+	EXPECT_EQ(hook(p, "enqueue_return")->program, "enqueue_fexit");
+	EXPECT_FALSE(p.queue_drop_at_free);
 	EXPECT_TRUE(p.notes.empty());
+	p = choose_plan(Backend::Kprobe, all(true, true, true), o);
+	EXPECT_EQ(hook(p, "enqueue_return")->program, "enqueue_kretprobe");
+	// without nf_queue() in kallsyms a free there cannot be recognised: the return is hooked anyway
+	Plan q = choose_plan(Backend::Auto, all(true, true, true), PlanOptions{false, false});
+	EXPECT_EQ(hook(q, "enqueue_return")->program, "enqueue_fexit");
+	EXPECT_FALSE(q.queue_drop_at_free);
+}
+
+TEST(Plan, UnavailableEnqueueReturnFallsBackToTheFree)
+{
+	ProbeResults r = all(true, true, true);
+	r["enqueue_return"][Attach::Fentry] = fail(EPERM, "fexit: EPERM");
+	r["enqueue_return"][Attach::Kprobe] = fail(EPERM, "kretprobe: EPERM");
+	PlanOptions o;
+	o.exact_queue_errors = true;
+	Plan p = choose_plan(Backend::Auto, r, o);
+	EXPECT_EQ(hook(p, "enqueue_return"), nullptr);
+	EXPECT_TRUE(p.queue_drop_at_free);
+	ASSERT_EQ(p.notes.size(), 2u);
+	EXPECT_NE(p.notes[0].find("enqueue_return unavailable"), std::string::npos);
 }
 
 TEST(Plan, AutoFallsBackPerHook)
@@ -104,8 +138,9 @@ TEST(Plan, MissingQueueHooksAreNotesNotErrors)
 	Plan p = choose_plan(Backend::Auto, r);
 	EXPECT_TRUE(p.error.empty());
 	EXPECT_EQ(hook(p, "enqueue"), nullptr);
-	ASSERT_EQ(p.notes.size(), 1u);
+	ASSERT_EQ(p.notes.size(), 2u);
 	EXPECT_NE(p.notes[0].find("time in queue"), std::string::npos);
+	EXPECT_TRUE(p.queue_drop_at_free); // the drops themselves are still found where nf_queue() frees them
 }
 
 TEST(Plan, ConfirmEntryStaysWithoutTheResolveHook)

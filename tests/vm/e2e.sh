@@ -41,6 +41,9 @@ for backend in fentry kprobe tracepoint; do
 	# the filters are one BPF function whatever the attach type: test them once per kernel
 	suite "$backend: queue losses" env FILTERS=$([ $backend = fentry ] && echo 1 || echo 0) \
 		bash "$here/e2e/queue_losses.sh" "$backend" "$PAIRS"
+	# by default the function backends see failed enqueues at the free; the return hook is an option
+	[ $backend = tracepoint ] || suite "$backend: queue losses, --exact-queue-errors" \
+		env FILTERS=0 TRACER_FLAGS=--exact-queue-errors bash "$here/e2e/queue_losses.sh" "$backend" "$PAIRS"
 done
 suite "tracepoint: a netns inode handed out again while tracing" bash "$here/e2e/netns_reuse.sh" tracepoint
 suite "fentry: verify, stats, --group flow" bash "$here/e2e/verify.sh" fentry 5
