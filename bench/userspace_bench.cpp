@@ -281,6 +281,43 @@ template <auto Line> void BM_EventJson(benchmark::State &state)
 BENCHMARK(BM_EventJson<json_line>)->Name("BM_EventJsonLine");
 BENCHMARK(BM_EventJson<json_line_nlohmann>)->Name("BM_EventJsonNlohmannDump");
 
+// The machine's own ceiling for the file sinks: the same bytes per event, already formatted, written in the
+// same 64 KiB blocks to the same kind of file. Events/s here is the most any formatter could reach on this
+// machine at that moment; BM_Pipeline's file rows are to be read against it (this VM's write speed varied
+// by 3x between runs).
+void BM_FileWriteCeiling(benchmark::State &state)
+{
+	int sink = state.range(0);
+	std::string path;
+	int fd = open_sink(sink, path);
+	FormatContext ctx = context();
+	size_t line_bytes = 0;
+	for (size_t i = 0; i < kDistinct; i++) {
+		ctct_event e;
+		decode_event(record(i), sizeof(ctct_event), e);
+		line_bytes += json_line(e, ctx).size() + 1;
+	}
+	line_bytes /= kDistinct;
+	std::string block(64 * 1024, 'x');
+	size_t pending = 0, bytes = 0;
+	for (auto _ : state) {
+		pending += line_bytes;
+		if (pending >= block.size()) {
+			if (write(fd, block.data(), block.size()) != (ssize_t)block.size())
+				state.SkipWithError("write failed");
+			pending -= block.size();
+			bytes += block.size();
+		}
+	}
+	close(fd);
+	unlink(path.c_str());
+	state.SetItemsProcessed(state.iterations());
+	state.SetBytesProcessed(bytes);
+	state.counters["line_bytes"] = line_bytes;
+	state.SetLabel(std::string("write(2) only, mean line size -> ") + kSinkName[sink]);
+}
+BENCHMARK(BM_FileWriteCeiling)->Arg(1)->Arg(2);
+
 void BM_LineWriterDevNull(benchmark::State &state)
 {
 	int fd = open("/dev/null", O_WRONLY);
