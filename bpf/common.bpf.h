@@ -45,6 +45,9 @@ CTCT_GLOBAL const volatile __u8 enqueue_exit_has_args;
  * second trampoline): a packet that could not be queued is found where nf_queue() frees it, and its
  * class comes from the queue's counters, as in tracepoint mode. --exact-queue-errors hooks the return. */
 CTCT_GLOBAL const volatile __u8 queue_drop_at_free;
+/* --no-queue-hooks: no reinject hook; a free inside the reinject function that no confirm drop waits for
+ * is a verdict drop (the listener's or a later hook's), as in tracepoint mode */
+CTCT_GLOBAL const volatile __u8 verdict_drop_at_free;
 /* __nf_conntrack_confirm's return is an fexit and nf_ct_resolve_clash is hooked: no entry program */
 CTCT_GLOBAL const volatile __u8 confirm_exit_has_args;
 /* Flow filters (--proto, --addr, --port, --queue): an event is kept only if its flow matches. */

@@ -309,7 +309,12 @@ static __always_inline int handle_free(struct sk_buff *skb, __u64 location, __u3
 		e->drop_location = location;
 		submit(e);
 		delete_counted(&pending, &key, &n_pending);
+		return 0;
 	}
+	/* a confirm loser freed in the reinject function was just completed above */
+	if (verdict_drop_at_free && (in_text(location, reinject_text_lo[0], reinject_text_hi[0]) ||
+				     in_text(location, reinject_text_lo[1], reinject_text_hi[1])))
+		detect_by_location(skb, 0, location, reason);
 	return 0;
 }
 

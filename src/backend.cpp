@@ -145,12 +145,20 @@ why("kfree_skb") + ")";
 			continue;
 		if (spec.name == "enqueue_return" && skip_enqueue_return)
 			continue;
+		if (!options.queue_hooks && (spec.name == "enqueue" || spec.name == "enqueue_return" || spec.name == "reinject"))
+			continue;
 		if (it != chosen.end()) {
 			plan.hooks.push_back(it->second);
 			has_enqueue_return |= spec.name == "enqueue_return";
 		} else {
 			plan.notes.push_back(spec.name + " unavailable (" + why(spec.name) + "): no " + spec.purpose);
 		}
+	}
+	if (!options.queue_hooks) {
+		plan.verdict_drop_at_free = true;
+		plan.notes.push_back("--no-queue-hooks: the queue path is not hooked; verdict drops are found where the "
+				     "reinject function frees them (the listener's NF_DROP or a later hook's), and "
+				     "queue numbers and time in queue are not observable");
 	}
 	if (!has_enqueue_return && options.queue_text_known) {
 		plan.queue_drop_at_free = true;

@@ -53,6 +53,9 @@ struct Plan {
 	// function mode without nfqnl_enqueue_packet's return hook: kfree_skb finds a packet that could not
 	// be queued where nf_queue() frees it (its class from the queue's counters, as in tracepoint mode)
 	bool queue_drop_at_free = false;
+	// function mode without the reinject hook (--no-queue-hooks): a free inside the reinject function that
+	// is not a confirm loser is a verdict drop (the listener's, or a later hook's), as in tracepoint mode
+	bool verdict_drop_at_free = false;
 	std::vector<std::string> notes; // what is not observable and why
 	std::string error;              // non-empty: cannot trace as asked
 };
@@ -65,6 +68,9 @@ struct PlanOptions {
 	bool exact_queue_errors = false;
 	// nf_queue() is in kallsyms: without it a free there cannot be recognised, so the return is hooked
 	bool queue_text_known = true;
+	// --no-queue-hooks: nothing on the per-packet queue path (enqueue, reinject): a queued packet costs
+	// nothing; confirm drops keep their flows and winners but lose queue number and time in queue
+	bool queue_hooks = true;
 };
 Plan choose_plan(Backend requested, const ProbeResults &probes, const PlanOptions &options = {});
 

@@ -90,6 +90,7 @@ struct TraceArgs {
 	std::string stats_interval = "10s";
 	std::string group;
 	bool exact_queue_errors = false;
+	bool no_queue_hooks = false;
 	// verify
 	std::string max_drops = "0";
 };
@@ -117,10 +118,11 @@ Backend backend_arg(const std::string &s)
 }
 
 // Probe, then decide; a backend that cannot work here is an environment error (exit 2).
-Plan plan_for(Backend backend, const Kallsyms &ksyms, bool exact_queue_errors = false)
+Plan plan_for(Backend backend, const Kallsyms &ksyms, bool exact_queue_errors = false, bool queue_hooks = true)
 {
 	PlanOptions options;
 	options.exact_queue_errors = exact_queue_errors;
+	options.queue_hooks = queue_hooks;
 	options.queue_text_known = ksyms.range_of("nf_queue").has_value();
 	Plan plan = choose_plan(backend, probe_for(backend, ksyms, g_verbose, false), options);
 	if (!plan.error.empty())
@@ -399,7 +401,13 @@ int Session::run()
 
 	LineWriter::ignore_sigpipe(); // a closed stdout is EPIPE from write(2), reported, not a silent SIGPIPE death
 	ksyms_ = load_kallsyms();
-	plan_ = plan_for(backend, ksyms_, a_.exact_queue_errors);
+	if (a_.exact_queue_errors && a_.no_queue_hooks)
+		die(kExitUsage, "--exact-queue-errors and --no-queue-hooks exclude each other: the first adds a queue hook, "
+				"the second removes them all");
+	plan_ = plan_for(backend, ksyms_, a_.exact_queue_errors, !a_.no_queue_hooks);
+	if (filter.has_queue && a_.no_queue_hooks)
+		die(kExitUsage, "--queue needs the queue hooks; without them (--no-queue-hooks) the queue of a drop is not "
+				"known in the kernel. Filter with --netns/--proto/--addr/--port instead");
 	if (filter.has_queue && plan_.detect_at_free)
 		die(kExitUsage, "--queue needs the queue hooks (fentry or kprobe); in tracepoint mode the queue of a drop is "
 				"not known in the kernel. Filter with --netns/--proto/--addr/--port instead");
@@ -409,7 +417,7 @@ int Session::run()
 	ctx_.drop_reason_name = [&](uint32_t v) { return reasons_.name(v); };
 	ctx_.symbolize = [&](uint64_t addr) { return ksyms_.symbolize(addr); };
 	ctx_.stable_names = true; // both are read once above: the JSON line may keep their answers
-	summary_.queue_observable = !plan_.detect_at_free;
+	summary_.queue_observable = !plan_.detect_at_free && !plan_.verdict_drop_at_free;
 
 	TracerOptions opts;
 	opts.netns = a_.netns;
@@ -585,6 +593,10 @@ int main(int argc, char **argv)
 		->check(duration_ok);
 	tr->add_option("--ringbuf-kb", ta.ringbuf_kb, "Ring buffer size in KiB, a power of two (default 4096)")
 		->check(non_empty);
+	tr->add_flag("--no-queue-hooks", ta.no_queue_hooks,
+		     "fentry/kprobe: leave the per-packet queue path unhooked (queued packets then cost nothing); "
+		     "queue and verdict drops are found where they are freed, and no drop has a queue number or "
+		     "time in queue");
 	tr->add_flag("--exact-queue-errors", ta.exact_queue_errors,
 		     "fentry/kprobe: also hook nfqnl_enqueue_packet's return, for each queue drop's errno and for "
 		     "--queue-bypass events; costs every queued packet a return hook (default: queue drops are found "
@@ -635,6 +647,7 @@ int main(int argc, char **argv)
 	verify->add_option("--backend", va.backend, "auto|fentry|kprobe|tracepoint (default auto)");
 	verify->add_option("--ringbuf-kb", va.ringbuf_kb, "Ring buffer size in KiB (default 4096)")->check(non_empty);
 	verify->add_flag("--exact-queue-errors", va.exact_queue_errors, "Also hook nfqnl_enqueue_packet's return");
+	verify->add_flag("--no-queue-hooks", va.no_queue_hooks, "Leave the per-packet queue path unhooked");
 	verify->add_option("--netns", va.netns, "Only this network namespace inode")->check(non_empty);
 	verify->add_option("--proto", va.proto, "Only this protocol")->check(non_empty);
 	verify->add_option("--addr", va.addr, "Only flows with this address or prefix")->check(non_empty);
@@ -654,6 +667,7 @@ int main(int argc, char **argv)
 		   "  ctconfirm-trace --backend kprobe     force kprobes (e.g. where fentry is refused)\n"
 		   "  ctconfirm-trace --netns 4026532281   only one network namespace\n"
 		   "  ctconfirm-trace --group flow         a table per flow instead of one line per event\n"
+		   "  ctconfirm-trace --no-queue-hooks     a busy queue: nothing per queued packet, no time in queue\n"
 		   "  ctconfirm-trace --addr 10.0.0.0/8 --port 53 --proto udp   only DNS flows of 10/8\n"
 		   "  ctconfirm-trace verify -d 60s        after a fix: exit 0 only if no drop in a minute\n"
 		   "  ctconfirm-trace features             what this kernel allows, hook by hook\n"

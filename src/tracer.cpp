@@ -135,6 +135,7 @@ Tracer::Tracer(const Plan &plan, const TracerOptions &opts, EventFn on_event) : 
 			skel_->rodata->enqueue_exit_has_args = 1;
 	skel_->rodata->confirm_exit_has_args = plan.confirm_exit_has_args;
 	skel_->rodata->queue_drop_at_free = plan.queue_drop_at_free;
+	skel_->rodata->verdict_drop_at_free = plan.verdict_drop_at_free;
 	const FlowFilter &f = opts.filter;
 	skel_->rodata->targ_proto = f.proto;
 	skel_->rodata->targ_port = htons(f.port);

@@ -94,6 +94,9 @@ frobnicate
 --queue 65536
 --queue -3
 --backend tracepoint --queue 3
+--no-queue-hooks --queue 3
+--no-queue-hooks --exact-queue-errors
+--exact-queue-errors=maybe
 features --bogus
 features --json=maybe
 features extra

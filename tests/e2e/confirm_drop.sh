@@ -44,7 +44,13 @@ collision_run() { # collision_run FAMILY RUN
 	local lost_events
 	lost_events=$(jq -r 'select(.type == "summary") | [.losses.ringbuf_full, .losses.pending_map_full] | add' "$WORK/trace.json")
 	check "$tag: ring buffer / map losses" "$lost_events" 0
-	if [ "$(trace_mode)" = function ]; then
+	if [ "$(trace_mode)" = function ] && ! queue_hooked; then
+		# --no-queue-hooks: the same drops and winners, but no queue records
+		check "$tag: no queue hooks: time in queue reported as null" \
+			"$(events_of_type confirm_drop | jq -r 'select(.queue != null or .winner.queue != null) | 1' | wc -l)" 0
+		check "$tag: every drop was seen freed" \
+			"$(events_of_type confirm_drop | jq -r 'select(.drop.freed != true) | 1' | wc -l)" 0
+	elif [ "$(trace_mode)" = function ]; then
 		# Time in queue: the listener holds each packet HOLD_MS; allow 5 s of scheduling on a slow VM.
 		local bad
 		bad=$(events_of_type confirm_drop | jq -r --argjson lo $((HOLD_MS * 1000000)) --argjson hi 5000000000 \
@@ -92,7 +98,7 @@ control_run() {
 	local vd
 	vd=$(events_of_type verdict_drop | jq -r .cause | sort | uniq -c | tr -s ' ' | tr '\n' ';')
 	echo "# $tag: verdict_drop events by cause: ${vd:-none}"
-	if [ "$(trace_mode)" = function ]; then
+	if queue_hooked; then
 		check "$tag: verdict_drop events (the listener accepted all)" "$(events_of_type verdict_drop | wc -l)" 0
 	else
 		check "$tag: verdict_drop events claiming the listener" \
@@ -122,7 +128,7 @@ control_xt_run() {
 	lost=$((sent - recv))
 	check "$tag: packets lost == pairs" "$lost" "$PAIRS"
 	check "$tag: confirm_drop events" "$(events_of_type confirm_drop | wc -l)" 0
-	if [ "$(trace_mode)" = function ]; then
+	if queue_hooked; then
 		check "$tag: verdict_drop events (the listener accepted all)" "$(events_of_type verdict_drop | wc -l)" 0
 	else
 		check "$tag: verdict_drop events, cause listener_verdict_or_later_hook" \

@@ -188,12 +188,13 @@ flow_traffic() {
 }
 
 start_tracer() { # start_tracer BACKEND [flags]: JSON lines to $WORK/trace.json, only the router's netns
-	# (or $TRACE_NETNS)
+	# (or $TRACE_NETNS); $TRACER_FLAGS are added to every start (e.g. --no-queue-hooks)
 	local backend=$1; shift
 	# The background child truncates the file only when it gets to run; remove it here so the wait
 	# below cannot see the previous run's start line (it did: drops were sent before the attach).
 	rm -f "$WORK/trace.json" "$WORK/trace.err"
-	"$TRACER" --json --backend "$backend" --netns "${TRACE_NETNS:-$(netns_inode "$RTR")}" "$@" \
+	# shellcheck disable=SC2086
+	"$TRACER" --json --backend "$backend" --netns "${TRACE_NETNS:-$(netns_inode "$RTR")}" ${TRACER_FLAGS:-} "$@" \
 		>"$WORK/trace.json" 2>"$WORK/trace.err" &
 	TRACER_PID=$!
 	wait_started "$TRACER_PID" "$WORK/trace.json" "$WORK/trace.err" || { TRACER_PID=; return 1; }
@@ -225,4 +226,6 @@ events_of_type() { jq -c "select(.type == \"$1\")" "$WORK/trace.json"; }
 # The mode the tracer reported in its start line: function or tracepoint. (jq -e on a stream of lines
 # exits 4 in jq 1.6 even when the match printed true, so compare text.)
 trace_mode() { jq -r 'select(.type == "start") | .mode' "$WORK/trace.json"; }
+# function mode with the queue path hooked (not --no-queue-hooks): drops name their queue and time in it
+queue_hooked() { [ "$(trace_mode)" = function ] && has_hook reinject; }
 has_hook() { [ "$(jq -r --arg h "$1" 'select(.type == "start") | [.hooks[].hook] | index($h) != null' "$WORK/trace.json")" = true ]; }

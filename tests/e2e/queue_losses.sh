@@ -9,7 +9,7 @@
 # and filters: --port/--addr/--proto that must and must not match the same traffic.
 # usage: queue_losses.sh BACKEND [FLOWS]     (root; BACKEND: auto|fentry|kprobe|tracepoint; FILTERS=0 skips
 # the filter cases, which exercise the same BPF code with every backend; TRACER_FLAGS are passed to the
-# tracer, e.g. --exact-queue-errors)
+# tracer, e.g. --exact-queue-errors or --no-queue-hooks)
 # Function backends find a failed enqueue where nf_queue() frees it (source free_location) unless
 # --exact-queue-errors hooks nfqnl_enqueue_packet's return (source queue_hook); both must name the queue.
 set -uo pipefail
@@ -38,8 +38,7 @@ case_run() { # case_run NAME LISTENER_ARGS|none SPORT_BASE [tracer flags...]
 		start_listener $largs || { not_ok "$TAG: listener did not start"; topo_down; return 1; }
 	fi
 	QD0=$(nfq_stat queue_dropped) UD0=$(nfq_stat user_dropped) IF0=$(ct_stat insert_failed)
-	# shellcheck disable=SC2086
-	start_tracer "$BACKEND" ${TRACER_FLAGS:-} "$@" || { not_ok "$TAG: tracer did not start"; topo_down; return 1; }
+	start_tracer "$BACKEND" "$@" || { not_ok "$TAG: tracer did not start"; topo_down; return 1; }
 	read -r SENT RECV < <(RECV_IDLE_MS=${RECV_IDLE_MS:-3000} burst "$base")
 	sleep 1.5
 	# read the queue's counters while its listener is still bound (they vanish with it)
@@ -55,10 +54,10 @@ case_run() { # case_run NAME LISTENER_ARGS|none SPORT_BASE [tracer flags...]
 if case_run "verdict drop" "0 --verdict drop" 41000; then
 	check "$TAG: all lost" "$LOST" "$FLOWS"
 	vcause=listener_verdict
-	[ "$(trace_mode)" = tracepoint ] && vcause=listener_verdict_or_later_hook
+	queue_hooked || vcause=listener_verdict_or_later_hook
 	check "$TAG: verdict_drop events ($vcause) == lost" "$(count_events verdict_drop $vcause)" "$LOST"
 	check "$TAG: no queue_drop events" "$(count_events queue_drop)" 0
-	if [ "$(trace_mode)" = function ]; then
+	if queue_hooked; then
 		check "$TAG: verdict drops name queue $QUEUE" \
 			"$(events_of_type verdict_drop | jq -r 'select(.queue.num == '"$QUEUE"' and .queue.verdict == "drop") | 1' | wc -l)" "$LOST"
 	fi

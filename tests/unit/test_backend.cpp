@@ -67,6 +67,22 @@ TEST(Plan, ExactQueueErrorsHooksTheEnqueueReturn)
 	EXPECT_FALSE(q.queue_drop_at_free);
 }
 
+TEST(Plan, NoQueueHooksLeavesTheQueuePathAlone)
+{
+	PlanOptions o;
+	o.queue_hooks = false;
+	Plan p = choose_plan(Backend::Auto, all(true, true, true), o);
+	EXPECT_EQ(hook(p, "enqueue"), nullptr);
+	EXPECT_EQ(hook(p, "enqueue_return"), nullptr);
+	EXPECT_EQ(hook(p, "reinject"), nullptr);
+	EXPECT_EQ(hook(p, "confirm_return")->program, "confirm_fexit");
+	EXPECT_TRUE(p.queue_drop_at_free);
+	EXPECT_TRUE(p.verdict_drop_at_free);
+	ASSERT_EQ(p.notes.size(), 2u);
+	EXPECT_NE(p.notes[0].find("--no-queue-hooks"), std::string::npos);
+	EXPECT_FALSE(choose_plan(Backend::Auto, all(true, true, true)).verdict_drop_at_free);
+}
+
 TEST(Plan, UnavailableEnqueueReturnFallsBackToTheFree)
 {
 	ProbeResults r = all(true, true, true);

@@ -45,6 +45,12 @@ for backend in fentry kprobe tracepoint; do
 	[ $backend = tracepoint ] || suite "$backend: queue losses, --exact-queue-errors" \
 		env FILTERS=0 TRACER_FLAGS=--exact-queue-errors bash "$here/e2e/queue_losses.sh" "$backend" "$PAIRS"
 done
+# --no-queue-hooks: nothing on the per-packet queue path; confirm drops without queue records, queue and
+# verdict drops found where they are freed
+suite "fentry --no-queue-hooks: confirm drops" env TRACER_FLAGS=--no-queue-hooks \
+	bash "$here/e2e/confirm_drop.sh" fentry "$RUNS" "$PAIRS"
+suite "fentry --no-queue-hooks: queue losses" env FILTERS=0 TRACER_FLAGS=--no-queue-hooks \
+	bash "$here/e2e/queue_losses.sh" fentry "$PAIRS"
 suite "tracepoint: a netns inode handed out again while tracing" bash "$here/e2e/netns_reuse.sh" tracepoint
 suite "fentry: verify, stats, --group flow" bash "$here/e2e/verify.sh" fentry 5
 suite "fentry: lifecycle" bash "$here/e2e/lifecycle.sh" fentry
