@@ -44,7 +44,7 @@ if [ "$(id -u)" = 0 ]; then
 	# Debian's own kernels under qemu: fentry, kprobe and tracepoint on 6.1 (nf_reinject era) and 6.12.
 	for k in 6.1 6.12; do
 		suite "VM $k: every backend (tests/vm/e2e.sh)" \
-			"$root/scripts/vm/run.sh" --kernel "$k" --out "$build/vm-out/$k" --timeout 2400 \
+			"$root/scripts/vm/run.sh" --kernel "$k" --out "$build/vm-out/$k" --timeout 3600 \
 			--env CTCT_BUILD="$build" -- "$root/tests/vm/e2e.sh" 1 20
 	done
 else
