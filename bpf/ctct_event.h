@@ -121,7 +121,7 @@ enum ctct_counter {
 	CTCT_CNT_INFLIGHT_MAP_FULL,   /* confirm entry record could not be stored */
 	CTCT_CNT_PENDING_MAP_FULL,    /* drop waiting for kfree_skb could not be stored */
 	CTCT_CNT_UNSEEDED_BASELINE,   /* tracepoint mode: first look at a netns not seeded at start */
-	CTCT_CNT_ENQUEUE_ARGS_LOST,   /* kprobe mode: a failed enqueue whose arguments another task's overwrote */
+	CTCT_CNT_ENQUEUE_ARGS_LOST,   /* kprobe mode, --exact-queue-errors: a failed enqueue whose arguments another task's overwrote */
 	CTCT_CNT_BASELINE_MAP_FULL,   /* tracepoint mode: a netns' insert_failed baseline could not be stored */
 	CTCT_CNT_NETNS_REUSED,        /* tracepoint mode: a baseline's netns inode now names a new netns */
 	CTCT_CNT_EVENTS,              /* events submitted */
