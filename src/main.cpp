@@ -405,12 +405,10 @@ int Session::run()
 		die(kExitUsage, "--exact-queue-errors and --no-queue-hooks exclude each other: the first adds a queue hook, "
 				"the second removes them all");
 	plan_ = plan_for(backend, ksyms_, a_.exact_queue_errors, !a_.no_queue_hooks);
-	if (filter.has_queue && a_.no_queue_hooks)
-		die(kExitUsage, "--queue needs the queue hooks; without them (--no-queue-hooks) the queue of a drop is not "
-				"known in the kernel. Filter with --netns/--proto/--addr/--port instead");
-	if (filter.has_queue && plan_.detect_at_free)
-		die(kExitUsage, "--queue needs the queue hooks (fentry or kprobe); in tracepoint mode the queue of a drop is "
-				"not known in the kernel. Filter with --netns/--proto/--addr/--port instead");
+	if (filter.has_queue && (plan_.detect_at_free || a_.no_queue_hooks))
+		die(kExitUsage, std::string("--queue needs the queue hooks (fentry or kprobe, without --no-queue-hooks); in ") +
+				(a_.no_queue_hooks ? "--no-queue-hooks" : "tracepoint") +
+				" mode the queue of a drop is not known in the kernel. Filter with --netns/--proto/--addr/--port instead");
 
 	reasons_ = DropReasons::load();
 	ctx_.realtime_offset_ns = realtime_offset_ns();
