@@ -45,8 +45,10 @@ CTCT_GLOBAL const volatile __u8 enqueue_exit_has_args;
  * second trampoline): a packet that could not be queued is found where nf_queue() frees it, and its
  * class comes from the queue's counters, as in tracepoint mode. --exact-queue-errors hooks the return. */
 CTCT_GLOBAL const volatile __u8 queue_drop_at_free;
-/* --no-queue-hooks: no reinject hook; a free inside the reinject function that no confirm drop waits for
- * is a verdict drop (the listener's or a later hook's), as in tracepoint mode */
+/* No reinject hook (the default of the function backends; --verdict-hook adds it): a free inside the
+ * reinject function that no confirm drop waits for is a verdict drop (the listener's or a later hook's), as
+ * in tracepoint mode. With the enqueue hook (not --no-queue-hooks) a packet that may meet confirm gets its
+ * queue record (cslots) at enqueue, closed at confirm or at that free. */
 CTCT_GLOBAL const volatile __u8 verdict_drop_at_free;
 /* __nf_conntrack_confirm's return is an fexit and nf_ct_resolve_clash is hooked: no entry program */
 CTCT_GLOBAL const volatile __u8 confirm_exit_has_args;
@@ -96,12 +98,12 @@ CTCT_GLOBAL struct {
 /* Queue records, in two arrays indexed by a hash of their key, two slots per bucket: the verifier inlines
  * the lookup and a record is written in place, so enqueue and reinject, which run for every queued packet,
  * call no map helper (a hash map cost each packet an update and a delete: bench/datapath-backends.sh).
- *  - qslots, by nf_queue_entry: the packet is in a queue (for a verdict drop or a failed enqueue). Freed
- *    at reinject. A live record is overwritten only when both slots of its bucket are live: counted,
+ *  - qslots, by nf_queue_entry, only with the reinject hook: the packet is in a queue (for a verdict drop
+ *    or a failed enqueue). Freed at reinject. A live record is overwritten only when both slots of its bucket are live: counted,
  *    queue_slot_evicted.
- *  - cslots, by conntrack: reinjected with a conntrack that may still be unconfirmed (ctinfo new or
- *    related), for confirm: the loser's record, or, once confirmed (confirm_ns), the record of a winner
- *    that a later loser names. Overwritten by newer ones (as an LRU would evict them); confirm checks that
+ *  - cslots, by conntrack: reinjected (without the reinject hook: enqueued) with a conntrack that may
+ *    still be unconfirmed (ctinfo new or related), for confirm: the loser's record, or, once confirmed
+ *    (confirm_ns), the record of a winner that a later loser names. Overwritten by newer ones (as an LRU would evict them); confirm checks that
  *    the record names its skb, so a conntrack or skb in reused memory is not taken for another. */
 #define CTCT_SLOT_BITS 16
 #define CTCT_QSLOT_LIVE_NS (60ULL * 1000000000ULL) /* a packet in a queue longer than this is gone */
@@ -210,6 +212,9 @@ struct enqueuing_rec {
 	__u64 start_ns;
 	__u32 netns_ino;
 	__u32 queue_num;
+	__u8 hook; /* only for the return hook (--exact-queue-errors) */
+	__u8 pf;
+	__u8 _pad[6];
 };
 
 CTCT_GLOBAL struct {
@@ -371,6 +376,28 @@ static __always_inline struct cslot *cslot_of(__u64 ct, __u64 skb)
 	if (s && s->ct == ct && (!skb || s->skb == skb))
 		return s;
 	return NULL;
+}
+
+/* Copies the record of skb's unconfirmed conntrack ct into out and frees it; false if there is none, it is a
+ * winner's (confirmed), or it was overwritten meanwhile (a torn copy is not used). */
+static __always_inline bool cslot_take(__u64 ct, __u64 skb, struct ctct_queue *out)
+{
+	struct cslot *s = cslot_of(ct, skb);
+
+	if (!s || s->confirm_ns)
+		return false;
+	*out = s->q;
+	/* compare-and-swap: of two takers, one owns it */
+	return __sync_val_compare_and_swap(&s->ct, ct, 0) == ct;
+}
+
+/* Only a conntrack not yet confirmed can meet __nf_conntrack_confirm: new or related, original direction
+ * (established means a reply was seen; a queue before conntrack leaves none). */
+static __always_inline bool may_meet_confirm(unsigned long nfct)
+{
+	__u32 ctinfo = nfct & 7;
+
+	return (nfct & NFCT_PTRMASK) && ctinfo != CTCT_IP_CT_ESTABLISHED && ctinfo < IP_CT_IS_REPLY;
 }
 
 static __always_inline struct enqueue_failure *scratch_wrapper(void)

@@ -65,17 +65,16 @@ static __always_inline int handle_resolve_clash(__u64 skb, struct nf_conntrack_t
 /* The loser's queue record: reinjected with this conntrack, this skb, and not confirmed. */
 static __always_inline void fill_queue(struct ctct_event *e, __u64 skb, __u64 ct)
 {
-	struct cslot *s = cslot_of(ct, skb);
-
-	if (s && !s->confirm_ns) {
-		e->loser_queue = s->q;
-		/* compare-and-swap: a copy torn by a concurrent overwrite is not used */
-		if (__sync_val_compare_and_swap(&s->ct, ct, 0) == ct) {
-			e->flags |= CTCT_F_LOSER_QUEUED;
-			return;
-		}
+	if (!cslot_take(ct, skb, &e->loser_queue)) {
+		__builtin_memset(&e->loser_queue, 0, sizeof(e->loser_queue));
+		return;
 	}
-	__builtin_memset(&e->loser_queue, 0, sizeof(e->loser_queue));
+	e->flags |= CTCT_F_LOSER_QUEUED;
+	/* recorded at enqueue (no reinject hook): it left the queue before now */
+	if (!e->loser_queue.reinject_ns) {
+		e->loser_queue.reinject_ns = e->ts_ns;
+		e->loser_queue.left = CTCT_LEFT_CONFIRM;
+	}
 }
 
 /* The winner's record, if it came through a queue and was confirmed since (see remember_winner). */
@@ -102,9 +101,15 @@ static __always_inline void remember_winner(__u64 skb, __u64 ct)
 
 	if (!s)
 		return;
-	if (s->skb == skb && !s->confirm_ns)
-		s->confirm_ns = bpf_ktime_get_ns();
-	else
+	if (s->skb == skb && !s->confirm_ns) {
+		__u64 now = bpf_ktime_get_ns();
+
+		if (!s->q.reinject_ns) {
+			s->q.reinject_ns = now;
+			s->q.left = CTCT_LEFT_CONFIRM;
+		}
+		s->confirm_ns = now;
+	} else
 		__sync_val_compare_and_swap(&s->ct, ct, 0);
 }
 

@@ -73,6 +73,17 @@ struct ctct_conn {
 	__u8 _pad[2];
 };
 
+/* Where a queued packet was last seen leaving the queue. With the reinject hook (--verdict-hook) that is the
+ * reinject function, with packet id and verdict. Without it (the default: one hook per queued packet) a
+ * record is made at enqueue only for a packet whose conntrack may still meet confirm, and it is closed at
+ * confirm or where the reinject function frees the packet: reinject_ns is then that time, which is the
+ * reinject plus the hooks after the queue (microseconds), and packet id and verdict are unknown. */
+enum ctct_queue_left {
+	CTCT_LEFT_REINJECT = 0,
+	CTCT_LEFT_CONFIRM = 1,
+	CTCT_LEFT_FREE = 2,
+};
+
 struct ctct_queue {
 	__u64 enqueue_ns; /* bpf_ktime_get_ns() at nfqnl_enqueue_packet */
 	__u64 reinject_ns; /* at nf_reinject/nfqnl_reinject */
@@ -81,7 +92,8 @@ struct ctct_queue {
 	__u32 verdict;
 	__u8 hook; /* NF_INET_* */
 	__u8 pf;   /* NFPROTO_* */
-	__u8 _pad[2];
+	__u8 left; /* enum ctct_queue_left: what reinject_ns is the time of */
+	__u8 _pad;
 };
 
 struct ctct_event {
@@ -117,7 +129,7 @@ struct ctct_baseline {
 /* Per-CPU loss and health counters, index into the counters array map. */
 enum ctct_counter {
 	CTCT_CNT_RINGBUF_FULL = 0,    /* bpf_ringbuf_reserve failed: event lost */
-	CTCT_CNT_QUEUE_SLOT_EVICTED,  /* a queued packet's record was overwritten before reinject (both slots live) */
+	CTCT_CNT_QUEUE_SLOT_EVICTED,  /* a queued packet's record was overwritten while it waited (both slots pending) */
 	CTCT_CNT_INFLIGHT_MAP_FULL,   /* confirm entry record could not be stored */
 	CTCT_CNT_PENDING_MAP_FULL,    /* drop waiting for kfree_skb could not be stored */
 	CTCT_CNT_UNSEEDED_BASELINE,   /* tracepoint mode: first look at a netns not seeded at start */

@@ -147,6 +147,17 @@ static __always_inline int detect_by_location(struct sk_buff *skb, __u32 netns, 
 	e->drop_reason = reason;
 	e->drop_location = location;
 	fill_flow(e, skb);
+	/* function mode without the reinject hook: a packet that may have met confirm has a queue record
+	 * from its enqueue (new flows only) */
+	if (type == CTCT_EV_VERDICT_DROP && !detect_at_free) {
+		unsigned long nfct = skb->_nfct; /* tp_btf: a trusted skb */
+
+		if (may_meet_confirm(nfct) && cslot_take(nfct & NFCT_PTRMASK, (__u64)skb, &e->loser_queue)) {
+			e->flags |= CTCT_F_LOSER_QUEUED;
+			e->loser_queue.reinject_ns = e->ts_ns;
+			e->loser_queue.left = CTCT_LEFT_FREE;
+		}
+	}
 	submit(e);
 	return 0;
 }
@@ -265,7 +276,15 @@ static __always_inline void queue_drop_freed(struct sk_buff *skb, __u64 location
 	fill_flow(e, skb);
 	if (!qslot_take(rec->entry, &e->loser_queue)) {
 		__builtin_memset(&e->loser_queue, 0, sizeof(e->loser_queue));
-		e->loser_queue.enqueue_ns = rec->start_ns;
+		e->loser_queue.enqueue_ns = rec->start_ns ? rec->start_ns : e->ts_ns;
+	}
+	if (verdict_drop_at_free) {
+		/* the enqueue hook's record for a new flow's packet: never queued, so never to be confirmed */
+		unsigned long nfct = skb->_nfct; /* tp_btf: a trusted skb */
+		struct ctct_queue q;
+
+		if (may_meet_confirm(nfct))
+			cslot_take(nfct & NFCT_PTRMASK, (__u64)skb, &q);
 	}
 	e->loser_queue.queue_num = rec->queue_num;
 	rec->entry = 0;
@@ -313,8 +332,20 @@ static __always_inline int handle_free(struct sk_buff *skb, __u64 location, __u3
 	}
 	/* a confirm loser freed in the reinject function was just completed above */
 	if (verdict_drop_at_free && (in_text(location, reinject_text_lo[0], reinject_text_hi[0]) ||
-				     in_text(location, reinject_text_lo[1], reinject_text_hi[1])))
+				     in_text(location, reinject_text_lo[1], reinject_text_hi[1]))) {
 		detect_by_location(skb, 0, location, reason);
+		return 0;
+	}
+	/* A new flow's packet has a queue record until its confirm (from its enqueue, or with --verdict-hook
+	 * from its reinject): one dropped before (by a rule after the queue, say) ends here, so that only
+	 * packets still on their way hold records that count as evicted when overwritten. */
+	{
+		unsigned long nfct = skb->_nfct; /* tp_btf: a trusted skb */
+		struct ctct_queue q;
+
+		if (may_meet_confirm(nfct))
+			cslot_take(nfct & NFCT_PTRMASK, key, &q);
+	}
 	return 0;
 }
 

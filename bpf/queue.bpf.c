@@ -2,8 +2,8 @@
 /* NFQUEUE path: a packet enters a queue (or fails to), and userspace hands it back.
  * The reinject function is nf_reinject before 6.9 and nfqnl_reinject from 6.9 on (commit
  * "netfilter: nf_queue: remove excess nf_reinject"); the loader picks the target at runtime.
- * Enqueue and reinject run for every queued packet, established flows included: no map helper there,
- * records are written into their array slots in place (common.bpf.h). */
+ * Enqueue (and, with --verdict-hook, reinject) runs for every queued packet, established flows included: no
+ * map helper there, records are written into their array slots in place (common.bpf.h). */
 #include "common.bpf.h"
 
 /* direct: an fentry program, whose arguments are BTF pointers it may load through (a faulting load gives
@@ -51,6 +51,50 @@ static __always_inline void qslot_store(__u64 entry, const struct ctct_queue *q)
 	CTCT_WRITE_ONCE(s->entry, entry);
 }
 
+/* A record still waiting for its packet's confirm (or free); older than a queue may hold a packet, it is
+ * one whose end was not seen (a drop where nothing looked, 6.1's re-lookup at reinject) */
+static __always_inline bool cslot_pending(const struct cslot *s, __u64 now)
+{
+	return s->ct && !s->confirm_ns && s->q.enqueue_ns + CTCT_QSLOT_LIVE_NS > now;
+}
+
+/* A packet that may still meet confirm as a new conntrack: its record, by conntrack, for confirm. The
+ * same conntrack again (a second queue on its path) reuses its slot, else a free one, else one that no
+ * packet waits for (a winner's, kept for later losers, or a stale one), else the older; overwriting a
+ * record still pending is counted. */
+static __always_inline void cslot_store(__u64 ct, __u64 skb, const struct ctct_queue *q, __u64 now)
+{
+	__u32 i = slot_bucket(ct), j = i | 1;
+	struct cslot *a = bpf_map_lookup_elem(&cslots, &i), *b = bpf_map_lookup_elem(&cslots, &j), *s;
+	bool pa, pb;
+
+	if (!a || !b)
+		return;
+	pa = cslot_pending(a, now);
+	pb = cslot_pending(b, now);
+	if (a->ct == ct)
+		s = a;
+	else if (b->ct == ct)
+		s = b;
+	else if (!a->ct)
+		s = a;
+	else if (!b->ct)
+		s = b;
+	else if (pa != pb)
+		s = pa ? b : a;
+	else
+		s = a->q.enqueue_ns <= b->q.enqueue_ns ? a : b;
+	if (s->ct != ct && (s == a ? pa : pb))
+		count(CTCT_CNT_QUEUE_SLOT_EVICTED);
+	CTCT_WRITE_ONCE(s->ct, 0);
+	barrier();
+	s->skb = skb;
+	s->confirm_ns = 0;
+	s->q = *q;
+	barrier();
+	CTCT_WRITE_ONCE(s->ct, ct);
+}
+
 static __always_inline int handle_enqueue(struct nf_queue_entry *entry, __u64 entryv, __u32 queuenum,
 					  const bool direct)
 {
@@ -86,6 +130,36 @@ static __always_inline int handle_enqueue(struct nf_queue_entry *entry, __u64 en
 			delete_counted(&enqueue_failed, &key, &n_enqueue_failed);
 		}
 	}
+	if (verdict_drop_at_free) {
+		/* No reinject hook: the only program on every queued packet. An established flow's packet
+		 * costs the loads above and this one; a record is made only for a packet that may meet confirm
+		 * (confirm or the free of a verdict drop closes it). A failed enqueue is timed at its free. */
+		unsigned long nfct = direct ? entry->skb->_nfct : BPF_CORE_READ(entry, skb, _nfct);
+
+		if (rec) {
+			rec->entry = entryv;
+			rec->start_ns = 0;
+			rec->netns_ino = netns;
+			rec->queue_num = queuenum;
+			if (!queue_drop_at_free) {
+				rec->hook = CTCT_RD(direct, state.hook, entry, state.hook);
+				rec->pf = CTCT_RD(direct, state.pf, entry, state.pf);
+			}
+		}
+		if (!may_meet_confirm(nfct))
+			return 0;
+		/* a later packet of a flow that has seen no reply is still IP_CT_NEW, its conntrack confirmed */
+		if (BPF_CORE_READ((struct nf_conn *)(nfct & NFCT_PTRMASK), status) & CTCT_IPS_CONFIRMED)
+			return 0;
+		q.enqueue_ns = bpf_ktime_get_ns();
+		q.queue_num = queuenum;
+		q.hook = CTCT_RD(direct, state.hook, entry, state.hook);
+		q.pf = CTCT_RD(direct, state.pf, entry, state.pf);
+		cslot_store(nfct & NFCT_PTRMASK, direct ? (__u64)entry->skb : entry_skb(entry), &q, q.enqueue_ns);
+		if (rec)
+			rec->start_ns = q.enqueue_ns;
+		return 0;
+	}
 	q.enqueue_ns = bpf_ktime_get_ns();
 	q.queue_num = queuenum;
 	q.hook = CTCT_RD(direct, state.hook, entry, state.hook);
@@ -115,7 +189,7 @@ static __always_inline __u32 enqueue_cause(int ret)
 /* A failed enqueue: the event waits in enqueue_failed (per task) for nf_queue() to free the skb (a drop)
  * or for the packet to go on (bypass). */
 static __always_inline void enqueue_failure(__u64 task, __u64 entryv, __u64 skbv, __u32 netns, __u32 queuenum,
-					    __u64 start_ns, int ret)
+					    __u64 start_ns, __u8 hook, __u8 pf, int ret)
 {
 	struct enqueue_failure *w = scratch_wrapper();
 	struct ctct_event *e;
@@ -135,7 +209,17 @@ static __always_inline void enqueue_failure(__u64 task, __u64 entryv, __u64 skbv
 	if (!qslot_take(entryv, &e->loser_queue)) {
 		__builtin_memset(&e->loser_queue, 0, sizeof(e->loser_queue));
 		e->loser_queue.queue_num = queuenum;
-		e->loser_queue.enqueue_ns = start_ns;
+		e->loser_queue.enqueue_ns = start_ns ? start_ns : e->ts_ns;
+		e->loser_queue.hook = hook;
+		e->loser_queue.pf = pf;
+	}
+	if (verdict_drop_at_free) {
+		/* a new flow's record from the enqueue hook: this packet never entered the queue */
+		unsigned long nfct = BPF_CORE_READ((struct sk_buff *)skbv, _nfct);
+		struct ctct_queue q;
+
+		if (may_meet_confirm(nfct))
+			cslot_take(nfct & NFCT_PTRMASK, skbv, &q);
 	}
 	e->flags |= CTCT_F_LOSER_QUEUED;
 	if (!keep(e))
@@ -167,7 +251,7 @@ static __always_inline int handle_enqueue_exit(int ret)
 	}
 	if (!rec->entry)
 		return 0;
-	enqueue_failure(key, rec->entry, rec->skb, rec->netns_ino, rec->queue_num, rec->start_ns, ret);
+	enqueue_failure(key, rec->entry, rec->skb, rec->netns_ino, rec->queue_num, rec->start_ns, rec->hook, rec->pf, ret);
 	return 0;
 }
 
@@ -184,7 +268,8 @@ static __always_inline int handle_enqueue_exit_args(struct nf_queue_entry *entry
 		return 0;
 	if (targ_queue_set && queuenum != targ_queue)
 		return 0;
-	enqueue_failure(task_key(), entryv, entry_skb(entry), netns, queuenum, bpf_ktime_get_ns(), ret);
+	enqueue_failure(task_key(), entryv, entry_skb(entry), netns, queuenum, bpf_ktime_get_ns(), entry->state.hook,
+			entry->state.pf, ret);
 	return 0;
 }
 
@@ -231,35 +316,12 @@ static __always_inline void verdict_drop(struct nf_queue_entry *entry, __u64 ent
 	}
 }
 
-/* A packet that may still meet confirm as a new conntrack: its record, by conntrack, for confirm. */
-static __always_inline void cslot_store(__u64 ct, __u64 skb, const struct ctct_queue *q)
-{
-	__u32 i = slot_bucket(ct), j = i | 1;
-	struct cslot *a = bpf_map_lookup_elem(&cslots, &i), *b = bpf_map_lookup_elem(&cslots, &j), *s;
-
-	if (!a || !b)
-		return;
-	/* the same conntrack again (a second queue on its path), else a free slot, else the older */
-	if (a->ct == ct || (b->ct != ct && (!a->ct || (b->ct && a->q.reinject_ns <= b->q.reinject_ns))))
-		s = a;
-	else
-		s = b;
-	CTCT_WRITE_ONCE(s->ct, 0);
-	barrier();
-	s->skb = skb;
-	s->confirm_ns = 0;
-	s->q = *q;
-	barrier();
-	CTCT_WRITE_ONCE(s->ct, ct);
-}
-
 static __always_inline int handle_reinject(struct nf_queue_entry *entry, __u64 entryv, __u32 verdict,
 					   const bool direct)
 {
 	struct qslot *s;
 	struct ctct_queue q;
 	unsigned long nfct;
-	__u32 ctinfo;
 
 	if ((verdict & NF_VERDICT_MASK) == NF_DROP) {
 		verdict_drop(entry, entryv, verdict, direct);
@@ -275,15 +337,15 @@ static __always_inline int handle_reinject(struct nf_queue_entry *entry, __u64 e
 		return 0;
 	CTCT_WRITE_ONCE(s->entry, 0);
 	nfct = direct ? entry->skb->_nfct : BPF_CORE_READ(entry, skb, _nfct);
-	ctinfo = nfct & 7;
-	/* only a conntrack not yet confirmed can meet __nf_conntrack_confirm: new or related, original
-	 * direction (established means a reply was seen; a queue before conntrack leaves none) */
-	if (!(nfct & NFCT_PTRMASK) || ctinfo == CTCT_IP_CT_ESTABLISHED || ctinfo >= IP_CT_IS_REPLY)
+	if (!may_meet_confirm(nfct))
+		return 0;
+	/* a later packet of a flow that has seen no reply is still IP_CT_NEW, its conntrack confirmed */
+	if (BPF_CORE_READ((struct nf_conn *)(nfct & NFCT_PTRMASK), status) & CTCT_IPS_CONFIRMED)
 		return 0;
 	q.reinject_ns = bpf_ktime_get_ns();
 	q.packet_id = CTCT_RD(direct, id, entry, id);
 	q.verdict = verdict;
-	cslot_store(nfct & NFCT_PTRMASK, direct ? (__u64)entry->skb : entry_skb(entry), &q);
+	cslot_store(nfct & NFCT_PTRMASK, direct ? (__u64)entry->skb : entry_skb(entry), &q, q.reinject_ns);
 	return 0;
 }
 

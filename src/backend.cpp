@@ -138,7 +138,7 @@ why("kfree_skb") + ")";
 	// The enqueue return hook is a second trampoline on every queued packet (with fentry it turns the
 	// entry's into one that calls the function); a failed enqueue is also seen where nf_queue() frees it.
 	bool skip_enqueue_return = !options.exact_queue_errors && options.queue_text_known;
-	bool has_enqueue_return = false;
+	bool has_enqueue_return = false, has_reinject = false;
 	for (const auto &spec : hook_table()) {
 		auto it = chosen.find(spec.name);
 		if (spec.name == "confirm" && plan.confirm_exit_has_args)
@@ -147,19 +147,28 @@ why("kfree_skb") + ")";
 			continue;
 		if (!options.queue_hooks && (spec.name == "enqueue" || spec.name == "enqueue_return" || spec.name == "reinject"))
 			continue;
+		if (spec.name == "reinject" && !options.verdict_hook && options.reinject_text_known)
+			continue;
 		if (it != chosen.end()) {
 			plan.hooks.push_back(it->second);
 			has_enqueue_return |= spec.name == "enqueue_return";
+			has_reinject |= spec.name == "reinject";
+			plan.queue_records |= spec.name == "enqueue";
 		} else {
 			plan.notes.push_back(spec.name + " unavailable (" + why(spec.name) + "): no " + spec.purpose);
 		}
 	}
-	if (!options.queue_hooks) {
-		plan.verdict_drop_at_free = true;
+	// Without the reinject hook verdict drops are found where the reinject function frees them.
+	plan.verdict_drop_at_free = !has_reinject;
+	if (!options.queue_hooks)
 		plan.notes.push_back("--no-queue-hooks: the queue path is not hooked; verdict drops are found where the "
 				     "reinject function frees them (the listener's NF_DROP or a later hook's), and "
 				     "queue numbers and time in queue are not observable");
-	}
+	else if (!has_reinject && plan.queue_records)
+		plan.notes.push_back("verdict drops are found where the reinject function frees them (the listener's "
+				     "NF_DROP or a later hook's); a new flow's packet keeps its queue and its time in "
+				     "queue (to its confirm or free); packet ids, verdicts and an established flow's "
+				     "queue need --verdict-hook (a second hook on every queued packet)");
 	if (!has_enqueue_return && options.queue_text_known) {
 		plan.queue_drop_at_free = true;
 		plan.notes.push_back("queue drops are found where nf_queue() frees them and classed by the queue's "

@@ -53,9 +53,12 @@ struct Plan {
 	// function mode without nfqnl_enqueue_packet's return hook: kfree_skb finds a packet that could not
 	// be queued where nf_queue() frees it (its class from the queue's counters, as in tracepoint mode)
 	bool queue_drop_at_free = false;
-	// function mode without the reinject hook (--no-queue-hooks): a free inside the reinject function that
-	// is not a confirm loser is a verdict drop (the listener's, or a later hook's), as in tracepoint mode
+	// function mode without the reinject hook (the default; --verdict-hook adds it): a free inside the
+	// reinject function that is not a confirm loser is a verdict drop (the listener's, or a later hook's),
+	// as in tracepoint mode
 	bool verdict_drop_at_free = false;
+	// function mode with the enqueue hook: drops of packets seen entering a queue name it and their time in it
+	bool queue_records = false;
 	std::vector<std::string> notes; // what is not observable and why
 	std::string error;              // non-empty: cannot trace as asked
 };
@@ -71,6 +74,13 @@ struct PlanOptions {
 	// --no-queue-hooks: nothing on the per-packet queue path (enqueue, reinject): a queued packet costs
 	// nothing; confirm drops keep their flows and winners but lose queue number and time in queue
 	bool queue_hooks = true;
+	// --verdict-hook: hook the reinject function too, a second program on every queued packet: each
+	// listener verdict with its packet id, the exact reinject time, and an established flow's verdict drop
+	// with its queue. Off by default: the enqueue hook alone records new flows' packets.
+	bool verdict_hook = false;
+	// the reinject functions are in kallsyms: without them a verdict drop's free cannot be recognised, so
+	// the reinject function is hooked
+	bool reinject_text_known = true;
 };
 Plan choose_plan(Backend requested, const ProbeResults &probes, const PlanOptions &options = {});
 

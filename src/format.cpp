@@ -115,6 +115,15 @@ std::string verdict_name(uint32_t v)
 	return n.empty() ? std::to_string(v) : std::string(n);
 }
 
+std::string_view queue_left_name(uint8_t left)
+{
+	switch (left) {
+	case CTCT_LEFT_CONFIRM: return "confirm";
+	case CTCT_LEFT_FREE: return "free";
+	default: return "reinject";
+	}
+}
+
 std::string event_type_name(uint32_t type)
 {
 	std::string_view n = event_type_known(type);
@@ -234,8 +243,10 @@ int64_t queue_latency_ns(const ctct_queue &q, uint32_t flags, uint32_t valid_fla
 QueueFacts loser_queue_facts(const ctct_event &e)
 {
 	// A packet the queue refused never got a packet id or a verdict; a queue number taken from the
-	// queue's counters (tracepoint mode) comes without the hook.
-	return {e.source != CTCT_SRC_FREE_LOCATION, e.type != CTCT_EV_QUEUE_DROP && e.type != CTCT_EV_QUEUE_BYPASS};
+	// queue's counters (tracepoint mode) comes without the hook. A verdict drop found at its free with a
+	// queue record has that record's hook (function mode without the reinject hook).
+	return {e.source != CTCT_SRC_FREE_LOCATION || e.type == CTCT_EV_VERDICT_DROP,
+		e.type != CTCT_EV_QUEUE_DROP && e.type != CTCT_EV_QUEUE_BYPASS};
 }
 
 static nlohmann::json queue_json(const ctct_queue &q, uint32_t flags, uint32_t valid_flag, QueueFacts known = {})
@@ -243,11 +254,13 @@ static nlohmann::json queue_json(const ctct_queue &q, uint32_t flags, uint32_t v
 	if (!(flags & valid_flag))
 		return nullptr;
 	int64_t lat = queue_latency_ns(q, flags, valid_flag);
+	bool verdict_seen = known.handed_to_listener && q.left == CTCT_LEFT_REINJECT;
 	return {{"num", q.queue_num},
-		{"packet_id", known.handed_to_listener ? nlohmann::json(q.packet_id) : nlohmann::json(nullptr)},
+		{"packet_id", verdict_seen ? nlohmann::json(q.packet_id) : nlohmann::json(nullptr)},
 		{"hook", known.hook ? nlohmann::json(hook_name(q.hook)) : nlohmann::json(nullptr)},
-		{"verdict", known.handed_to_listener ? nlohmann::json(verdict_name(q.verdict)) : nlohmann::json(nullptr)},
-		{"latency_ns", lat < 0 ? nlohmann::json(nullptr) : nlohmann::json(lat)}};
+		{"verdict", verdict_seen ? nlohmann::json(verdict_name(q.verdict)) : nlohmann::json(nullptr)},
+		{"latency_ns", lat < 0 ? nlohmann::json(nullptr) : nlohmann::json(lat)},
+		{"latency_to", lat < 0 ? nlohmann::json(nullptr) : nlohmann::json(queue_left_name(q.left))}};
 }
 
 nlohmann::json event_json(const ctct_event &e, const FormatContext &ctx)
@@ -642,7 +655,7 @@ void queue_line(JsonLine &j, const ctct_queue &q, uint32_t flags, uint32_t valid
 {
 	if (!(flags & valid_flag))
 		return j.null();
-	char *d = j.room(192); // keys ~60 bytes, two names <= 13, four numbers <= 20: under 160
+	char *d = j.room(224); // keys ~75 bytes, three names <= 13, four numbers <= 20: under 190
 	d = put(d, "{\"hook\":");
 	std::string_view hook = hook_known(q.hook);
 	if (!known.hook)
@@ -657,15 +670,18 @@ void queue_line(JsonLine &j, const ctct_queue &q, uint32_t flags, uint32_t valid
 		d = put(d, "null");
 	else
 		d = write_decimal(d, (uint64_t)lat);
+	d = put(d, ",\"latency_to\":");
+	d = lat < 0 ? put(d, "null") : put_plain(d, queue_left_name(q.left));
 	d = write_decimal(put(d, ",\"num\":"), q.queue_num);
 	d = put(d, ",\"packet_id\":");
-	if (known.handed_to_listener)
+	bool verdict_seen = known.handed_to_listener && q.left == CTCT_LEFT_REINJECT;
+	if (verdict_seen)
 		d = write_decimal(d, q.packet_id);
 	else
 		d = put(d, "null");
 	d = put(d, ",\"verdict\":");
 	std::string_view verdict = verdict_known(q.verdict);
-	if (!known.handed_to_listener)
+	if (!verdict_seen)
 		d = put(d, "null");
 	else if (verdict.empty())
 		d = put_quoted_decimal(d, q.verdict);
@@ -824,9 +840,12 @@ std::string event_text(const ctct_event &e, const FormatContext &ctx)
 	if (e.flags & CTCT_F_LOSER_QUEUED) {
 		s += " queue=" + std::to_string(e.loser_queue.queue_num);
 		if (loser_queue_facts(e).handed_to_listener) {
-			s += " id=" + std::to_string(e.loser_queue.packet_id);
+			if (e.loser_queue.left == CTCT_LEFT_REINJECT)
+				s += " id=" + std::to_string(e.loser_queue.packet_id);
 			int64_t lat = queue_latency_ns(e.loser_queue, e.flags, CTCT_F_LOSER_QUEUED);
 			s += " in_queue=" + (lat < 0 ? std::string("?") : ms(lat));
+			if (lat >= 0 && e.loser_queue.left != CTCT_LEFT_REINJECT)
+				s += " (to " + std::string(queue_left_name(e.loser_queue.left)) + ")";
 		}
 	} else if (e.source == CTCT_SRC_FREE_HEURISTIC || e.source == CTCT_SRC_FREE_LOCATION) {
 		s += " in_queue=n/a";

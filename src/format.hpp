@@ -48,6 +48,9 @@ void append_event_json_line(std::string &out, const ctct_event &e, const FormatC
 int64_t queue_latency_ns(const ctct_queue &q, uint32_t flags, uint32_t valid_flag);
 // What an event's queue record can say: the hook (not when the queue number came from the queue's
 // counters), packet id and verdict (only for a packet the listener got).
+// What a queue record's reinject_ns is the time of (enum ctct_queue_left): "reinject", "confirm", "free".
+std::string_view queue_left_name(uint8_t left);
+
 struct QueueFacts {
 	bool hook = true;
 	bool handed_to_listener = true;

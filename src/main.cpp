@@ -91,6 +91,7 @@ struct TraceArgs {
 	std::string group;
 	bool exact_queue_errors = false;
 	bool no_queue_hooks = false;
+	bool verdict_hook = false;
 	// verify
 	std::string max_drops = "0";
 };
@@ -118,12 +119,16 @@ Backend backend_arg(const std::string &s)
 }
 
 // Probe, then decide; a backend that cannot work here is an environment error (exit 2).
-Plan plan_for(Backend backend, const Kallsyms &ksyms, bool exact_queue_errors = false, bool queue_hooks = true)
+Plan plan_for(Backend backend, const Kallsyms &ksyms, bool exact_queue_errors = false, bool queue_hooks = true,
+	      bool verdict_hook = false)
 {
 	PlanOptions options;
 	options.exact_queue_errors = exact_queue_errors;
 	options.queue_hooks = queue_hooks;
+	options.verdict_hook = verdict_hook;
 	options.queue_text_known = ksyms.range_of("nf_queue").has_value();
+	options.reinject_text_known =
+		ksyms.range_of("nfqnl_reinject").has_value() || ksyms.range_of("nf_reinject").has_value();
 	Plan plan = choose_plan(backend, probe_for(backend, ksyms, g_verbose, false), options);
 	if (!plan.error.empty())
 		die(kExitUsage, plan.error);
@@ -404,7 +409,10 @@ int Session::run()
 	if (a_.exact_queue_errors && a_.no_queue_hooks)
 		die(kExitUsage, "--exact-queue-errors and --no-queue-hooks exclude each other: the first adds a queue hook, "
 				"the second removes them all");
-	plan_ = plan_for(backend, ksyms_, a_.exact_queue_errors, !a_.no_queue_hooks);
+	if (a_.verdict_hook && a_.no_queue_hooks)
+		die(kExitUsage, "--verdict-hook and --no-queue-hooks exclude each other: the first adds a queue hook, "
+				"the second removes them all");
+	plan_ = plan_for(backend, ksyms_, a_.exact_queue_errors, !a_.no_queue_hooks, a_.verdict_hook);
 	if (filter.has_queue && (plan_.detect_at_free || a_.no_queue_hooks))
 		die(kExitUsage, std::string("--queue needs the queue hooks (fentry or kprobe, without --no-queue-hooks); in ") +
 				(a_.no_queue_hooks ? "--no-queue-hooks" : "tracepoint") +
@@ -415,7 +423,7 @@ int Session::run()
 	ctx_.drop_reason_name = [&](uint32_t v) { return reasons_.name(v); };
 	ctx_.symbolize = [&](uint64_t addr) { return ksyms_.symbolize(addr); };
 	ctx_.stable_names = true; // both are read once above: the JSON line may keep their answers
-	summary_.queue_observable = !plan_.detect_at_free && !plan_.verdict_drop_at_free;
+	summary_.queue_observable = plan_.queue_records;
 
 	TracerOptions opts;
 	opts.netns = a_.netns;
@@ -595,6 +603,11 @@ int main(int argc, char **argv)
 		     "fentry/kprobe: leave the per-packet queue path unhooked (queued packets then cost nothing); "
 		     "queue and verdict drops are found where they are freed, and no drop has a queue number or "
 		     "time in queue");
+	tr->add_flag("--verdict-hook", ta.verdict_hook,
+		     "fentry/kprobe: also hook the reinject function (the listener's verdict), a second program on "
+		     "every queued packet: packet ids, verdicts, a verdict drop told from a later hook's drop and "
+		     "named with its queue for established flows too (default: only new flows' packets are "
+		     "recorded, at enqueue)");
 	tr->add_flag("--exact-queue-errors", ta.exact_queue_errors,
 		     "fentry/kprobe: also hook nfqnl_enqueue_packet's return, for each queue drop's errno and for "
 		     "--queue-bypass events; costs every queued packet a return hook (default: queue drops are found "
@@ -646,6 +659,7 @@ int main(int argc, char **argv)
 	verify->add_option("--ringbuf-kb", va.ringbuf_kb, "Ring buffer size in KiB (default 4096)")->check(non_empty);
 	verify->add_flag("--exact-queue-errors", va.exact_queue_errors, "Also hook nfqnl_enqueue_packet's return");
 	verify->add_flag("--no-queue-hooks", va.no_queue_hooks, "Leave the per-packet queue path unhooked");
+	verify->add_flag("--verdict-hook", va.verdict_hook, "Also hook the reinject function (listener verdicts)");
 	verify->add_option("--netns", va.netns, "Only this network namespace inode")->check(non_empty);
 	verify->add_option("--proto", va.proto, "Only this protocol")->check(non_empty);
 	verify->add_option("--addr", va.addr, "Only flows with this address or prefix")->check(non_empty);

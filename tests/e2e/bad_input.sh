@@ -96,6 +96,9 @@ frobnicate
 --backend tracepoint --queue 3
 --no-queue-hooks --queue 3
 --no-queue-hooks --exact-queue-errors
+--no-queue-hooks --verdict-hook
+--verdict-hook=maybe
+verify -d 1s --verdict-hook --no-queue-hooks
 --exact-queue-errors=maybe
 features --bogus
 features --json=maybe

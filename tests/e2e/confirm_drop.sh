@@ -92,13 +92,14 @@ control_run() {
 	check "$tag: packets lost == pairs" "$((sent - recv))" "$PAIRS"
 	check "$tag: Δinsert_failed" "$((if1 - if0))" 0
 	check "$tag: confirm_drop events" "$(events_of_type confirm_drop | wc -l)" 0
-	# The listener accepted everything. With the queue hooks that is seen: no verdict_drop. Tracepoint
-	# mode sees a free inside the reinject function, which a rule after the queue causes too (nft frees
-	# its own drops from 6.18 on): any verdict_drop there must say it cannot tell.
+	# The listener accepted everything. With the reinject hook that is seen: no verdict_drop. Without it
+	# (tracepoint mode, function mode by default) a free inside the reinject function is seen, which a rule
+	# after the queue causes too (nft frees its own drops from 6.18 on): any verdict_drop must say it
+	# cannot tell.
 	local vd
 	vd=$(events_of_type verdict_drop | jq -r .cause | sort | uniq -c | tr -s ' ' | tr '\n' ';')
 	echo "# $tag: verdict_drop events by cause: ${vd:-none}"
-	if queue_hooked; then
+	if verdict_hooked; then
 		check "$tag: verdict_drop events (the listener accepted all)" "$(events_of_type verdict_drop | wc -l)" 0
 	else
 		check "$tag: verdict_drop events claiming the listener" \
@@ -128,11 +129,17 @@ control_xt_run() {
 	lost=$((sent - recv))
 	check "$tag: packets lost == pairs" "$lost" "$PAIRS"
 	check "$tag: confirm_drop events" "$(events_of_type confirm_drop | wc -l)" 0
-	if queue_hooked; then
+	if verdict_hooked; then
 		check "$tag: verdict_drop events (the listener accepted all)" "$(events_of_type verdict_drop | wc -l)" 0
 	else
 		check "$tag: verdict_drop events, cause listener_verdict_or_later_hook" \
 			"$(events_of_type verdict_drop | jq -r 'select(.cause == "listener_verdict_or_later_hook") | 1' | wc -l)" "$lost"
+	fi
+	if queue_hooked && ! verdict_hooked; then
+		# new flows: each was recorded at enqueue, its record closed where it was freed
+		check "$tag: verdict drops name queue $QUEUE, time to the free" \
+			"$(events_of_type verdict_drop | jq -r 'select(.queue.num == '"$QUEUE"' and .queue.latency_to == "free"
+				and .queue.verdict == null) | 1' | wc -l)" "$lost"
 	fi
 	in_ns "$RTR" iptables-legacy -t mangle -F POSTROUTING
 	topo_down

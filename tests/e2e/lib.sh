@@ -226,6 +226,9 @@ events_of_type() { jq -c "select(.type == \"$1\")" "$WORK/trace.json"; }
 # The mode the tracer reported in its start line: function or tracepoint. (jq -e on a stream of lines
 # exits 4 in jq 1.6 even when the match printed true, so compare text.)
 trace_mode() { jq -r 'select(.type == "start") | .mode' "$WORK/trace.json"; }
-# function mode with the queue path hooked (not --no-queue-hooks): drops name their queue and time in it
-queue_hooked() { [ "$(trace_mode)" = function ] && has_hook reinject; }
+# function mode with the queue path hooked (not --no-queue-hooks): drops of new flows' packets name their
+# queue and time in it
+queue_hooked() { [ "$(trace_mode)" = function ] && has_hook enqueue; }
+# ... and the listener's verdicts are seen (--verdict-hook): a verdict drop is told from a later hook's
+verdict_hooked() { [ "$(trace_mode)" = function ] && has_hook reinject; }
 has_hook() { [ "$(jq -r --arg h "$1" 'select(.type == "start") | [.hooks[].hook] | index($h) != null' "$WORK/trace.json")" = true ]; }

@@ -54,12 +54,18 @@ case_run() { # case_run NAME LISTENER_ARGS|none SPORT_BASE [tracer flags...]
 if case_run "verdict drop" "0 --verdict drop" 41000; then
 	check "$TAG: all lost" "$LOST" "$FLOWS"
 	vcause=listener_verdict
-	queue_hooked || vcause=listener_verdict_or_later_hook
+	verdict_hooked || vcause=listener_verdict_or_later_hook
 	check "$TAG: verdict_drop events ($vcause) == lost" "$(count_events verdict_drop $vcause)" "$LOST"
 	check "$TAG: no queue_drop events" "$(count_events queue_drop)" 0
-	if queue_hooked; then
+	if verdict_hooked; then
 		check "$TAG: verdict drops name queue $QUEUE" \
-			"$(events_of_type verdict_drop | jq -r 'select(.queue.num == '"$QUEUE"' and .queue.verdict == "drop") | 1' | wc -l)" "$LOST"
+			"$(events_of_type verdict_drop | jq -r 'select(.queue.num == '"$QUEUE"' and .queue.verdict == "drop"
+				and .queue.latency_to == "reinject") | 1' | wc -l)" "$LOST"
+	elif queue_hooked; then
+		# every packet is a new flow: recorded at enqueue, closed where the reinject function freed it
+		check "$TAG: verdict drops name queue $QUEUE, time to the free" \
+			"$(events_of_type verdict_drop | jq -r 'select(.queue.num == '"$QUEUE"' and .queue.hook == "postrouting"
+				and .queue.latency_to == "free" and .queue.verdict == null) | 1' | wc -l)" "$LOST"
 	fi
 fi
 topo_down

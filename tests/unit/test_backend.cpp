@@ -40,15 +40,49 @@ TEST(Plan, AutoPrefersFentry)
 	EXPECT_FALSE(p.detect_at_free);
 	// fexit sees the skb at return and nf_ct_resolve_clash records clashes: no confirm entry program
 	EXPECT_TRUE(p.confirm_exit_has_args);
-	// nor, by default, a return hook on every queued packet: failed enqueues are seen at the free
-	EXPECT_EQ(p.hooks.size(), hook_table().size() - 2);
+	// nor, by default, a second hook on every queued packet: failed enqueues are seen at the free, verdict
+	// drops where the reinject function frees them
+	EXPECT_EQ(p.hooks.size(), hook_table().size() - 3);
 	EXPECT_EQ(hook(p, "confirm"), nullptr);
 	EXPECT_EQ(hook(p, "enqueue_return"), nullptr);
+	EXPECT_EQ(hook(p, "reinject"), nullptr);
+	EXPECT_EQ(hook(p, "enqueue")->program, "enqueue_fentry");
 	EXPECT_TRUE(p.queue_drop_at_free);
+	EXPECT_TRUE(p.verdict_drop_at_free);
+	EXPECT_TRUE(p.queue_records);
 	EXPECT_EQ(hook(p, "confirm_return")->program, "confirm_fexit");
 	EXPECT_EQ(hook(p, "kfree_skb")->attach, Attach::TpBtf);
+	ASSERT_EQ(p.notes.size(), 2u);
+	EXPECT_NE(p.notes[0].find("--verdict-hook"), std::string::npos);
+	EXPECT_NE(p.notes[1].find("--exact-queue-errors"), std::string::npos);
+}
+
+TEST(Plan, VerdictHookAddsTheReinjectHook)
+{
+	PlanOptions o;
+	o.verdict_hook = true;
+	Plan p = choose_plan(Backend::Auto, all(true, true, true), o);
+	EXPECT_EQ(hook(p, "reinject")->program, "reinject_fentry");
+	EXPECT_FALSE(p.verdict_drop_at_free);
+	EXPECT_TRUE(p.queue_records);
 	ASSERT_EQ(p.notes.size(), 1u);
 	EXPECT_NE(p.notes[0].find("--exact-queue-errors"), std::string::npos);
+	p = choose_plan(Backend::Kprobe, all(true, true, true), o);
+	EXPECT_EQ(hook(p, "reinject")->program, "reinject_kprobe");
+	// a reinject hook that cannot attach leaves verdict drops to the free
+	ProbeResults r = all(true, true, true);
+	r["reinject"][Attach::Fentry] = fail(EPERM, "fentry: EPERM");
+	r["reinject"][Attach::Kprobe] = fail(EPERM, "kprobe: EPERM");
+	p = choose_plan(Backend::Auto, r, o);
+	EXPECT_EQ(hook(p, "reinject"), nullptr);
+	EXPECT_TRUE(p.verdict_drop_at_free);
+	EXPECT_NE(p.notes[0].find("reinject unavailable"), std::string::npos);
+	// without the reinject functions in kallsyms their frees cannot be recognised: hooked anyway
+	PlanOptions hidden;
+	hidden.reinject_text_known = false;
+	p = choose_plan(Backend::Auto, all(true, true, true), hidden);
+	EXPECT_EQ(hook(p, "reinject")->program, "reinject_fentry");
+	EXPECT_FALSE(p.verdict_drop_at_free);
 }
 
 TEST(Plan, ExactQueueErrorsHooksTheEnqueueReturn)
@@ -58,7 +92,8 @@ TEST(Plan, ExactQueueErrorsHooksTheEnqueueReturn)
 	Plan p = choose_plan(Backend::Auto, all(true, true, true), o);
 	EXPECT_EQ(hook(p, "enqueue_return")->program, "enqueue_fexit");
 	EXPECT_FALSE(p.queue_drop_at_free);
-	EXPECT_TRUE(p.notes.empty());
+	ASSERT_EQ(p.notes.size(), 1u);
+	EXPECT_NE(p.notes[0].find("--verdict-hook"), std::string::npos);
 	p = choose_plan(Backend::Kprobe, all(true, true, true), o);
 	EXPECT_EQ(hook(p, "enqueue_return")->program, "enqueue_kretprobe");
 	// without nf_queue() in kallsyms a free there cannot be recognised: the return is hooked anyway
@@ -78,9 +113,9 @@ TEST(Plan, NoQueueHooksLeavesTheQueuePathAlone)
 	EXPECT_EQ(hook(p, "confirm_return")->program, "confirm_fexit");
 	EXPECT_TRUE(p.queue_drop_at_free);
 	EXPECT_TRUE(p.verdict_drop_at_free);
+	EXPECT_FALSE(p.queue_records);
 	ASSERT_EQ(p.notes.size(), 2u);
 	EXPECT_NE(p.notes[0].find("--no-queue-hooks"), std::string::npos);
-	EXPECT_FALSE(choose_plan(Backend::Auto, all(true, true, true)).verdict_drop_at_free);
 }
 
 TEST(Plan, UnavailableEnqueueReturnFallsBackToTheFree)
@@ -93,7 +128,7 @@ TEST(Plan, UnavailableEnqueueReturnFallsBackToTheFree)
 	Plan p = choose_plan(Backend::Auto, r, o);
 	EXPECT_EQ(hook(p, "enqueue_return"), nullptr);
 	EXPECT_TRUE(p.queue_drop_at_free);
-	ASSERT_EQ(p.notes.size(), 2u);
+	ASSERT_EQ(p.notes.size(), 3u);
 	EXPECT_NE(p.notes[0].find("enqueue_return unavailable"), std::string::npos);
 }
 
@@ -101,7 +136,9 @@ TEST(Plan, AutoFallsBackPerHook)
 {
 	ProbeResults r = all(true, true, true, "nf_reinject");
 	r["resolve_clash"][Attach::Fentry] = fail(ESRCH, "fentry: not in BTF");
-	Plan p = choose_plan(Backend::Auto, r);
+	PlanOptions o;
+	o.verdict_hook = true;
+	Plan p = choose_plan(Backend::Auto, r, o);
 	EXPECT_EQ(hook(p, "resolve_clash")->attach, Attach::Kprobe);
 	EXPECT_EQ(hook(p, "resolve_clash")->program, "resolve_clash_kprobe");
 	EXPECT_TRUE(p.confirm_exit_has_args);

@@ -175,6 +175,46 @@ TEST(Format, QueueDropSaysWhatTheQueueDidNotKnow)
 	EXPECT_EQ(fast, j.dump());
 }
 
+// Without the reinject hook a record ends at confirm (or at the free of a verdict drop): its latency says
+// so, and packet id and verdict, which only the reinject hook sees, are null rather than 0 and "drop".
+TEST(Format, QueueRecordWithoutTheReinjectHook)
+{
+	ctct_event e = clash_drop();
+	auto j = event_json(e, ctx());
+	EXPECT_EQ(j["queue"]["latency_to"], "reinject");
+	e.loser_queue.left = CTCT_LEFT_CONFIRM;
+	e.winner_queue.left = CTCT_LEFT_CONFIRM;
+	j = event_json(e, ctx());
+	EXPECT_EQ(j["queue"]["num"], 3);
+	EXPECT_EQ(j["queue"]["hook"], "postrouting");
+	EXPECT_EQ(j["queue"]["latency_ns"], 200000000);
+	EXPECT_EQ(j["queue"]["latency_to"], "confirm");
+	EXPECT_TRUE(j["queue"]["packet_id"].is_null());
+	EXPECT_TRUE(j["queue"]["verdict"].is_null());
+	EXPECT_TRUE(j["winner"]["queue"]["packet_id"].is_null());
+	EXPECT_EQ(j["winner"]["queue"]["latency_to"], "confirm");
+	std::string fast;
+	append_event_json_line(fast, e, ctx());
+	EXPECT_EQ(fast, j.dump());
+	std::string text = event_text(e, ctx());
+	EXPECT_EQ(text.find(" id="), std::string::npos) << text;
+	EXPECT_NE(text.find("in_queue=200.000ms (to confirm)"), std::string::npos) << text;
+
+	// a verdict drop found at its free, with the enqueue record of a new flow's packet: hook known
+	e.type = CTCT_EV_VERDICT_DROP;
+	e.cause = CTCT_CAUSE_VERDICT_OR_LATER_HOOK;
+	e.source = CTCT_SRC_FREE_LOCATION;
+	e.flags = CTCT_F_LOSER_QUEUED | CTCT_F_FREED;
+	e.loser_queue.left = CTCT_LEFT_FREE;
+	j = event_json(e, ctx());
+	EXPECT_EQ(j["queue"]["hook"], "postrouting");
+	EXPECT_EQ(j["queue"]["latency_to"], "free");
+	EXPECT_TRUE(j["queue"]["verdict"].is_null());
+	fast.clear();
+	append_event_json_line(fast, e, ctx());
+	EXPECT_EQ(fast, j.dump());
+}
+
 TEST(Format, ClashResolvedHasNoDropObject)
 {
 	ctct_event e = clash_drop();

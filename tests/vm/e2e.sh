@@ -41,10 +41,14 @@ for backend in fentry kprobe tracepoint; do
 	# the filters are one BPF function whatever the attach type: test them once per kernel
 	suite "$backend: queue losses" env FILTERS=$([ $backend = fentry ] && echo 1 || echo 0) \
 		bash "$here/e2e/queue_losses.sh" "$backend" "$PAIRS"
-	# by default the function backends see failed enqueues at the free; the return hook is an option
-	[ $backend = tracepoint ] || suite "$backend: queue losses, --exact-queue-errors" \
-		env FILTERS=0 TRACER_FLAGS=--exact-queue-errors bash "$here/e2e/queue_losses.sh" "$backend" "$PAIRS"
+	# by default the function backends hook only the enqueue of a queued packet: failed enqueues and verdict
+	# drops are seen at the free; the return and reinject hooks are options, tested together here
+	[ $backend = tracepoint ] || suite "$backend: queue losses, --exact-queue-errors --verdict-hook" \
+		env FILTERS=0 TRACER_FLAGS="--exact-queue-errors --verdict-hook" bash "$here/e2e/queue_losses.sh" "$backend" "$PAIRS"
 done
+# --verdict-hook: queue records made at reinject (not at enqueue), verdicts seen
+suite "fentry --verdict-hook: confirm drops" env TRACER_FLAGS=--verdict-hook \
+	bash "$here/e2e/confirm_drop.sh" fentry "$RUNS" "$PAIRS"
 # --no-queue-hooks: nothing on the per-packet queue path; confirm drops without queue records, queue and
 # verdict drops found where they are freed
 suite "fentry --no-queue-hooks: confirm drops" env TRACER_FLAGS=--no-queue-hooks \
