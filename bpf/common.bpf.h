@@ -400,6 +400,13 @@ static __always_inline bool may_meet_confirm(unsigned long nfct)
 	return (nfct & NFCT_PTRMASK) && ctinfo != CTCT_IP_CT_ESTABLISHED && ctinfo < IP_CT_IS_REPLY;
 }
 
+/* Takes the record a new flow's packet got at its enqueue (with --verdict-hook: at its reinject), kept under
+ * its unconfirmed conntrack until confirm; nfct is the skb's _nfct. false if there is none. */
+static __always_inline bool take_new_flow_record(unsigned long nfct, __u64 skb, struct ctct_queue *out)
+{
+	return may_meet_confirm(nfct) && cslot_take(nfct & NFCT_PTRMASK, skb, out);
+}
+
 static __always_inline struct enqueue_failure *scratch_wrapper(void)
 {
 	__u32 zero = 0;

@@ -150,9 +150,8 @@ static __always_inline int detect_by_location(struct sk_buff *skb, __u32 netns, 
 	/* function mode without the reinject hook: a packet that may have met confirm has a queue record
 	 * from its enqueue (new flows only) */
 	if (type == CTCT_EV_VERDICT_DROP && !detect_at_free) {
-		unsigned long nfct = skb->_nfct; /* tp_btf: a trusted skb */
-
-		if (may_meet_confirm(nfct) && cslot_take(nfct & NFCT_PTRMASK, (__u64)skb, &e->loser_queue)) {
+		/* tp_btf: a trusted skb, read directly */
+		if (take_new_flow_record(skb->_nfct, (__u64)skb, &e->loser_queue)) {
 			e->flags |= CTCT_F_LOSER_QUEUED;
 			e->loser_queue.reinject_ns = e->ts_ns;
 			e->loser_queue.left = CTCT_LEFT_FREE;
@@ -280,11 +279,9 @@ static __always_inline void queue_drop_freed(struct sk_buff *skb, __u64 location
 	}
 	if (verdict_drop_at_free) {
 		/* the enqueue hook's record for a new flow's packet: never queued, so never to be confirmed */
-		unsigned long nfct = skb->_nfct; /* tp_btf: a trusted skb */
 		struct ctct_queue q;
 
-		if (may_meet_confirm(nfct))
-			cslot_take(nfct & NFCT_PTRMASK, (__u64)skb, &q);
+		take_new_flow_record(skb->_nfct, (__u64)skb, &q);
 	}
 	e->loser_queue.queue_num = rec->queue_num;
 	rec->entry = 0;
@@ -340,11 +337,9 @@ static __always_inline int handle_free(struct sk_buff *skb, __u64 location, __u3
 	 * from its reinject): one dropped before (by a rule after the queue, say) ends here, so that only
 	 * packets still on their way hold records that count as evicted when overwritten. */
 	{
-		unsigned long nfct = skb->_nfct; /* tp_btf: a trusted skb */
 		struct ctct_queue q;
 
-		if (may_meet_confirm(nfct))
-			cslot_take(nfct & NFCT_PTRMASK, key, &q);
+		take_new_flow_record(skb->_nfct, key, &q);
 	}
 	return 0;
 }

@@ -215,11 +215,9 @@ static __always_inline void enqueue_failure(__u64 task, __u64 entryv, __u64 skbv
 	}
 	if (verdict_drop_at_free) {
 		/* a new flow's record from the enqueue hook: this packet never entered the queue */
-		unsigned long nfct = BPF_CORE_READ((struct sk_buff *)skbv, _nfct);
 		struct ctct_queue q;
 
-		if (may_meet_confirm(nfct))
-			cslot_take(nfct & NFCT_PTRMASK, skbv, &q);
+		take_new_flow_record(BPF_CORE_READ((struct sk_buff *)skbv, _nfct), skbv, &q);
 	}
 	e->flags |= CTCT_F_LOSER_QUEUED;
 	if (!keep(e))

@@ -625,7 +625,7 @@ int main(int argc, char **argv)
 	flt->add_option("--addr", ta.addr, "Only flows with this address or prefix at either end, before or after NAT "
 					   "(10.0.0.0/8, fd00::/64)")->check(non_empty);
 	flt->add_option("--port", ta.port, "Only flows with this port at either end, before or after NAT")->check(non_empty);
-	flt->add_option("--queue", ta.queue, "Only packets of this NFQUEUE number (needs fentry or kprobe)")->check(non_empty);
+	flt->add_option("--queue", ta.queue, "Only packets of this NFQUEUE number (needs fentry or kprobe; an established flow's verdict_drop has a queue only with --verdict-hook)")->check(non_empty);
 
 	bool features_json_flag = false;
 	auto *features = app.add_subcommand("features", "Report which hooks and backends work on this kernel, and why not");
