@@ -7,6 +7,7 @@
  *    but leaves insert_failed alone, so growth of the netns' counter since the last look tells them apart. */
 #define CTCT_DEFINE_GLOBALS
 #include "common.bpf.h"
+#include "enqueue.bpf.h"
 
 #define CTCT_MAX_CPUS 1024
 
@@ -45,13 +46,6 @@ static __always_inline int learn_cpu_offsets(void)
 	cpu_offsets_known = 1;
 	return 0;
 }
-
-/* 6.2+: bpf_rdonly_cast() turns an address into a pointer the program may load through directly (a
- * faulting load becomes 0, as bpf_probe_read_kernel() would), so a read is one instruction instead of a
- * helper call. The loader picks kfree_skb_btf_cast when the kernel's BTF has the kfunc, else
- * kfree_skb_btf (helper reads); the weak extern leaves the older kernels' program unaffected. */
-extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
-#define CTCT_CAST(addr, type) ((type *)bpf_rdonly_cast((void *)(addr), bpf_core_type_id_kernel(type)))
 
 /* Sum of the netns' insert_failed over all CPUs; stat is net->ct.stat, the per-CPU base. */
 static __always_inline int read_insert_failed(__u64 stat, __u32 *total, const bool direct)
@@ -354,6 +348,17 @@ SEC("tp_btf/kfree_skb")
 int BPF_PROG(kfree_skb_btf_cast, struct sk_buff *skb, void *location, enum skb_drop_reason reason)
 {
 	return handle_free(skb, (__u64)location, reason, true);
+}
+
+/* The kprobe backend's one program on every queued packet, on 6.2+: the entry's fields loaded through
+ * bpf_rdonly_cast() as fentry loads them, instead of five bpf_probe_read_kernel() calls (bench/README:
+ * 271 instead of 676 instructions per established flow's packet). A queue program, but it lives in this
+ * object: libbpf's linker before 1.5 fails on a kfunc extern in two objects ("do not resolve size on
+ * duplicate FUNCs", 4b146e95da87; Debian 12 has 1.1), and kfree_skb_btf_cast calls it here already. */
+SEC("kprobe")
+int BPF_KPROBE(enqueue_kprobe_cast, struct nf_queue_entry *entry, unsigned int queuenum)
+{
+	return handle_enqueue(CTCT_CAST(entry, struct nf_queue_entry), (__u64)entry, queuenum, true);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

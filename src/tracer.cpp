@@ -115,12 +115,16 @@ static bool is_return_hook(const std::string &hook)
 
 Tracer::Tracer(const Plan &plan, const TracerOptions &opts, EventFn on_event) : on_event_(std::move(on_event))
 {
-	// Tracepoint mode reads the netns' counters on every free by netfilter: with bpf_rdonly_cast (6.2+)
-	// those are direct loads instead of helper calls (bench/datapath.sh xtdrops).
+	// Tracepoint mode reads the netns' counters on every free by netfilter, the kprobe backend the queue
+	// entry on every queued packet: with bpf_rdonly_cast (6.2+) those are direct loads instead of helper
+	// calls (bench/datapath.sh xtdrops; bench/README: enqueue_kprobe).
 	std::vector<HookChoice> hooks = plan.hooks;
+	const bool have_cast = btf_has_function("bpf_rdonly_cast", "");
 	for (auto &h : hooks)
-		if (h.program == "kfree_skb_btf" && plan.detect_at_free && btf_has_function("bpf_rdonly_cast", ""))
+		if (h.program == "kfree_skb_btf" && plan.detect_at_free && have_cast)
 			h.program = "kfree_skb_btf_cast";
+		else if (h.program == "enqueue_kprobe" && have_cast)
+			h.program = "enqueue_kprobe_cast";
 	std::vector<std::string> progs;
 	for (const auto &h : hooks)
 		progs.push_back(h.program);
