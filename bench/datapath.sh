@@ -43,6 +43,10 @@ prog_stats() {
 		'.[] | select(.id as $i | $ids | index($i)) | "\(.name) \(.run_cnt // 0) \(.run_time_ns // 0)"' | sort
 }
 
+# CPU time (ns) the tracer (pid $1) has run so far, all its threads: its userspace (ring buffer reads, JSON,
+# its timers) and its system calls. With one vCPU (icount) that time is taken from the packets.
+tracer_cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
+
 setup() {
 	topo_up && queue_after_nat || return 1
 	# Conntrack runs in a netns only once a rule needs it; this one does, at no cost beyond conntrack itself.
@@ -102,9 +106,11 @@ for kind_case in $CASES; do
 				[ "$BPF_STATS" = 1 ] && sysctl -qw kernel.bpf_stats_enabled=1
 				start_tracer "$BACKEND" || exit 1
 				prog_stats "$TRACER_PID" >"$WORK/ps0"
+				cpu0=$(tracer_cpu_ns "$TRACER_PID")
 			fi
 			read -r pps sent_pps < <(window "$kind")
 			if [ $mode = on ]; then
+				echo "tracer $kind_case $(($(tracer_cpu_ns "$TRACER_PID") - cpu0))" >>"$WORK/results"
 				prog_stats "$TRACER_PID" >"$WORK/ps1"
 				sysctl -qw kernel.bpf_stats_enabled="$stats0"
 				stop_tracer
@@ -120,9 +126,12 @@ echo "# ratio = received pps with tracer / without, per round (mean, min, max ov
 echo "# bpf ns/pkt: the tracer's programs' run time per packet verdicted while on; cpu budget/pkt: ncpu s / off pps"
 echo "# (icount: 1 s / off pps);"
 echo "# their quotient is the share of the machine the hooks take (robust where pps is noisy, e.g. under TCG)"
+echo "# tracer cpu: the tracer process's own CPU time during the windows (userspace and its system calls),"
+echo "# as a share of the machine's (ncpu x window; icount: 1 x window)"
 awk -v secs="$SECS" -v ncpu="$budget_cpus" '
 	$1 == "run" { pps[$2, $3, $4] = $5; cases[$2] = 1; if ($3 > n) n = $3 }
 	$1 == "prog" { bpfns[$2] += $5 }
+	$1 == "tracer" { tcpu[$2] += $3 }
 	$1 == "prog" { cnt[$2, $3] += $4; ns[$2, $3] += $5; progs[$2, $3] = 1 }
 	END {
 		for (c in cases) {
@@ -133,7 +142,8 @@ awk -v secs="$SECS" -v ncpu="$budget_cpus" '
 			}
 			printf "datapath %-11s off %8.0f pps  on %8.0f pps  ratio %.3f (min %.3f, max %.3f)", c, off / n, on / n, s / n, lo, hi
 			ppkt = on ? bpfns[c] / (on * secs) : 0; budget = off ? ncpu * 1e9 / (off / n) : 0
-			printf "  bpf ns/pkt %.0f of %.0f budget = %.1f%%\n", ppkt, budget, budget ? 100 * ppkt / budget : 0
+			printf "  bpf ns/pkt %.0f of %.0f budget = %.1f%%", ppkt, budget, budget ? 100 * ppkt / budget : 0
+			printf "  tracer cpu %.2f%%\n", 100 * tcpu[c] / (n * secs * ncpu * 1e9)
 		}
 		for (k in progs) {
 			split(k, p, SUBSEP)
