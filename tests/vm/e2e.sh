@@ -34,7 +34,9 @@ auto_is_fentry() {
 # its BTF allows.
 kprobe_enqueue_program() {
 	local want=enqueue_kprobe out pid names
-	bpftool btf dump file /sys/kernel/btf/vmlinux | grep -q "FUNC 'bpf_rdonly_cast'" && want=enqueue_kprobe_cast
+	# grep -c reads to the end: grep -q would leave bpftool a SIGPIPE, a failed pipeline under pipefail
+	[ "$(bpftool btf dump file /sys/kernel/btf/vmlinux | grep -c "FUNC 'bpf_rdonly_cast'")" -gt 0 ] &&
+		want=enqueue_kprobe_cast
 	out=$(mktemp -d)
 	"$TRACER" --backend kprobe --json >"$out/trace.json" 2>"$out/err" &
 	pid=$!
