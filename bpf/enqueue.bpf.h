@@ -8,8 +8,8 @@
 #include "common.bpf.h"
 
 /* direct: an fentry program, whose arguments are BTF pointers it may load through (a faulting load gives
- * 0); one instruction per field instead of a bpf_probe_read_kernel() call. A kprobe gets plain numbers
- * and reads through the helper. The entry's address itself, a key to hash, comes as a number either way
+ * 0), or enqueue_kprobe_cast (6.2+) with the entry cast by bpf_rdonly_cast(); one instruction per field
+ * instead of a bpf_probe_read_kernel() call. enqueue_kprobe (before 6.2) reads through the helper. The entry's address itself, a key to hash, comes as a number either way
  * (fentry: bpf_get_func_arg(), inlined; the verifier allows no arithmetic on a BTF pointer). */
 #define CTCT_RD(direct, fields, src, ...) ((direct) ? (src)->fields : BPF_CORE_READ(src, __VA_ARGS__))
 

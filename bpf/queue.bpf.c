@@ -3,7 +3,7 @@
  * The reinject function is nf_reinject before 6.9 and nfqnl_reinject from 6.9 on (commit
  * "netfilter: nf_queue: remove excess nf_reinject"); the loader picks the target at runtime.
  * Enqueue (and, with --verdict-hook, reinject) runs for every queued packet, established flows included: no
- * map helper there, records are written into their array slots in place (common.bpf.h). */
+ * map helper there, records are written into their array slots in place (enqueue.bpf.h). */
 #include "common.bpf.h"
 #include "enqueue.bpf.h"
 
