@@ -254,7 +254,7 @@ static __always_inline __u64 task_key(void)
 
 /* 6.2+: bpf_rdonly_cast() turns an address into a pointer the program may load through directly (a
  * faulting load becomes 0, as bpf_probe_read_kernel() would), so a read is one instruction instead of a
- * helper call. The loader picks the *_cast programs (kfree_skb_btf_cast, enqueue_kprobe_cast) when the
+ * helper call. The loader picks the *_cast programs (kfree_skb_btf_cast, enqueue_kprobe_cast, enqueue_fentry_cast) when the
  * kernel's BTF has the kfunc; the weak extern leaves the older kernels' programs unaffected. */
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
 #define CTCT_CAST(addr, type) ((type *)bpf_rdonly_cast((void *)(addr), bpf_core_type_id_kernel(type)))

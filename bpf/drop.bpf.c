@@ -350,15 +350,27 @@ int BPF_PROG(kfree_skb_btf_cast, struct sk_buff *skb, void *location, enum skb_d
 	return handle_free(skb, (__u64)location, reason, true);
 }
 
-/* The kprobe backend's one program on every queued packet, on 6.2+: the entry's fields loaded through
- * bpf_rdonly_cast() as fentry loads them, instead of five bpf_probe_read_kernel() calls (bench/README:
+/* The kprobe backend's one program on every queued packet, on 6.2+: the entry's fields (and a new packet's
+ * conntrack status) loaded through bpf_rdonly_cast(), instead of bpf_probe_read_kernel() calls (bench/README:
  * 271 instead of 676 instructions per established flow's packet). A queue program, but it lives in this
  * object: libbpf's linker before 1.5 fails on a kfunc extern in two objects ("do not resolve size on
  * duplicate FUNCs", 4b146e95da87; Debian 12 has 1.1), and kfree_skb_btf_cast calls it here already. */
 SEC("kprobe")
 int BPF_KPROBE(enqueue_kprobe_cast, struct nf_queue_entry *entry, unsigned int queuenum)
 {
-	return handle_enqueue(CTCT_CAST(entry, struct nf_queue_entry), (__u64)entry, queuenum, true);
+	return handle_enqueue(CTCT_CAST(entry, struct nf_queue_entry), (__u64)entry, queuenum, true, true);
+}
+
+/* enqueue_fentry with the conntrack's status loaded through bpf_rdonly_cast() (6.2+): a packet of a confirmed
+ * flow that has seen no reply yet (a one-way UDP stream) is still IP_CT_NEW and needs that load; the helper
+ * call was ~80 of the program's ~220 instructions there (bench/README). Here for the same reason as above. */
+SEC("fentry")
+int BPF_PROG(enqueue_fentry_cast, struct nf_queue_entry *entry, unsigned int queuenum)
+{
+	__u64 entryv = 0;
+
+	bpf_get_func_arg(ctx, 0, &entryv);
+	return handle_enqueue(entry, entryv, queuenum, true, true);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -96,8 +96,10 @@ static __always_inline void cslot_store(__u64 ct, __u64 skb, const struct ctct_q
 	CTCT_WRITE_ONCE(s->ct, ct);
 }
 
+/* cast: the conntrack's status is loaded through bpf_rdonly_cast() (6.2+) instead of a helper call; only
+ * drop.bpf.c's programs pass true (see enqueue_kprobe_cast there for why) */
 static __always_inline int handle_enqueue(struct nf_queue_entry *entry, __u64 entryv, __u32 queuenum,
-					  const bool direct)
+					  const bool direct, const bool cast)
 {
 	__u32 netns = CTCT_RD(direct, state.net->ns.inum, entry, state.net, ns.inum);
 	struct enqueuing_rec *rec = NULL;
@@ -150,7 +152,8 @@ static __always_inline int handle_enqueue(struct nf_queue_entry *entry, __u64 en
 		if (!may_meet_confirm(nfct))
 			return 0;
 		/* a later packet of a flow that has seen no reply is still IP_CT_NEW, its conntrack confirmed */
-		if (BPF_CORE_READ((struct nf_conn *)(nfct & NFCT_PTRMASK), status) & CTCT_IPS_CONFIRMED)
+		if ((cast ? CTCT_CAST(nfct & NFCT_PTRMASK, struct nf_conn)->status
+			  : BPF_CORE_READ((struct nf_conn *)(nfct & NFCT_PTRMASK), status)) & CTCT_IPS_CONFIRMED)
 			return 0;
 		q.enqueue_ns = bpf_ktime_get_ns();
 		q.queue_num = queuenum;

@@ -186,13 +186,13 @@ int BPF_PROG(enqueue_fentry, struct nf_queue_entry *entry, unsigned int queuenum
 	__u64 entryv = 0;
 
 	bpf_get_func_arg(ctx, 0, &entryv);
-	return handle_enqueue(entry, entryv, queuenum, true);
+	return handle_enqueue(entry, entryv, queuenum, true, false);
 }
 
 SEC("kprobe")
 int BPF_KPROBE(enqueue_kprobe, struct nf_queue_entry *entry, unsigned int queuenum)
 {
-	return handle_enqueue(entry, (__u64)entry, queuenum, false);
+	return handle_enqueue(entry, (__u64)entry, queuenum, false, false);
 }
 
 SEC("fexit")

@@ -125,6 +125,8 @@ Tracer::Tracer(const Plan &plan, const TracerOptions &opts, EventFn on_event) : 
 			h.program = "kfree_skb_btf_cast";
 		else if (h.program == "enqueue_kprobe" && have_cast)
 			h.program = "enqueue_kprobe_cast";
+		else if (h.program == "enqueue_fentry" && have_cast)
+			h.program = "enqueue_fentry_cast";
 	std::vector<std::string> progs;
 	for (const auto &h : hooks)
 		progs.push_back(h.program);
@@ -157,7 +159,7 @@ Tracer::Tracer(const Plan &plan, const TracerOptions &opts, EventFn on_event) : 
 	skel_->rodata->hook_text_lo = opts.hook_text.lo;
 	skel_->rodata->hook_text_hi = opts.hook_text.hi;
 	bpf_map__set_max_entries(skel_->maps.events, opts.ringbuf_bytes);
-	for (const auto &h : plan.hooks)
+	for (const auto &h : hooks)
 		if (h.attach == Attach::Fentry)
 			bpf_program__set_attach_target(find_prog(skel_.get(), h.program), 0, h.function.c_str());
 	if (int err = ctct_bpf__load(skel_.get()))

@@ -29,27 +29,29 @@ auto_is_fentry() {
 		[ "$(echo "$f" | jq -r '[.auto.hooks[] | select(.hook | test("^(confirm|confirm_return|enqueue|reinject)$")) | .attach] | unique | join(",")')" = fentry ]
 }
 
-# The kprobe backend's program on every queued packet loads the entry's fields through bpf_rdonly_cast() where
-# the kernel has that kfunc (6.2+), else through bpf_probe_read_kernel(): the one the kernel runs is the one
-# its BTF allows.
-kprobe_enqueue_program() {
-	local want=enqueue_kprobe out pid names
+# The program on every queued packet loads through bpf_rdonly_cast() where the kernel has that kfunc (6.2+):
+# the kprobe backend the entry's fields and the conntrack's status, fentry the status (a one-way flow's
+# packets are IP_CT_NEW and need it); else through bpf_probe_read_kernel(). The one the kernel runs is the
+# one its BTF allows. usage: enqueue_program fentry|kprobe
+enqueue_program() {
+	local backend=$1 want=enqueue_$1 out pid names
 	# grep -c reads to the end: grep -q would leave bpftool a SIGPIPE, a failed pipeline under pipefail
 	[ "$(bpftool btf dump file /sys/kernel/btf/vmlinux | grep -c "FUNC 'bpf_rdonly_cast'")" -gt 0 ] &&
-		want=enqueue_kprobe_cast
+		want=${want}_cast
 	out=$(mktemp -d)
-	"$TRACER" --backend kprobe --json >"$out/trace.json" 2>"$out/err" &
+	"$TRACER" --backend "$backend" --json >"$out/trace.json" 2>"$out/err" &
 	pid=$!
 	for _ in $(seq 300); do grep -q '"type":"start"' "$out/trace.json" 2>/dev/null && break; sleep 0.1; done
 	names=$(grep -h '^prog_id:' /proc/$pid/fdinfo/* 2>/dev/null | awk '{print $2}' | sort -u |
-		while read -r id; do bpftool -j prog show id "$id" | jq -r .name; done | grep '^enqueue_kprobe')
+		while read -r id; do bpftool -j prog show id "$id" | jq -r .name; done | grep "^enqueue_$backend")
 	kill -INT $pid; wait $pid
 	echo "want $want, loaded: ${names:-none} ($(head -c 300 "$out/err"))"
 	rm -rf "$out"
-	# the kernel keeps 15 characters of a program's name: enqueue_kprobe_cast is enqueue_kprobe_
+	# the kernel keeps 15 characters of a program's name (enqueue_kprobe_cast is enqueue_kprobe_), bpftool
+	# shows the whole one from BTF where it can
 	case $want in
-	enqueue_kprobe_cast) [[ $names == enqueue_kprobe_* ]] ;;
-	*) [ "$names" = enqueue_kprobe ] ;;
+	*_cast) [[ $names == "enqueue_${backend}_"* ]] ;;
+	*) [ "$names" = "$want" ] ;;
 	esac
 }
 
@@ -58,7 +60,10 @@ suite "missing: no BTF, netfilter modules not loaded" bash "$here/e2e/missing.sh
 suite "features: auto picks fentry for the confirm and queue hooks" auto_is_fentry
 # doctor needs no BPF, so once per kernel rather than per backend.
 suite "doctor: rules, placement, risk, listener" bash "$here/e2e/doctor.sh"
-suite "kprobe: the enqueue program loads through bpf_rdonly_cast where the kernel has it" kprobe_enqueue_program
+for backend in fentry kprobe; do
+	suite "$backend: the enqueue program loads through bpf_rdonly_cast where the kernel has it" \
+		enqueue_program $backend
+done
 for backend in fentry kprobe tracepoint; do
 	suite "$backend: confirm drops" bash "$here/e2e/confirm_drop.sh" "$backend" "$RUNS" "$PAIRS"
 	suite "$backend: resolved clashes" bash "$here/e2e/clash_resolved.sh" "$backend" "$PAIRS"
