@@ -252,6 +252,15 @@ static __always_inline __u64 task_key(void)
 	return id;
 }
 
+/* A build with -DCTCT_BENCH_FLOOR (cmake -DCTCT_BENCH_FLOOR=ON; bench/README) has every program on the queue
+ * and confirm paths return at once: the datapath benchmark then measures what attaching alone costs (a
+ * trampoline, a kprobe), the floor under any program. Never for use: it reports nothing. */
+#ifdef CTCT_BENCH_FLOOR
+#define CTCT_FLOOR() return 0
+#else
+#define CTCT_FLOOR() do { } while (0)
+#endif
+
 /* 6.2+: bpf_rdonly_cast() turns an address into a pointer the program may load through directly (a
  * faulting load becomes 0, as bpf_probe_read_kernel() would), so a read is one instruction instead of a
  * helper call. The loader picks the *_cast programs (kfree_skb_btf_cast, enqueue_kprobe_cast, enqueue_fentry_cast) when the

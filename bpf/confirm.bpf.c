@@ -218,12 +218,14 @@ static __always_inline int handle_confirm_exit_args(struct sk_buff *skb, __u64 s
 SEC("fentry")
 int BPF_PROG(confirm_fentry, struct sk_buff *skb)
 {
+	CTCT_FLOOR();
 	return handle_confirm_entry(skb);
 }
 
 SEC("kprobe")
 int BPF_KPROBE(confirm_kprobe, struct sk_buff *skb)
 {
+	CTCT_FLOOR();
 	return handle_confirm_entry(skb);
 }
 
@@ -232,6 +234,7 @@ int BPF_PROG(confirm_fexit, struct sk_buff *skb, int ret)
 {
 	__u64 skbv = 0;
 
+	CTCT_FLOOR();
 	/* the skb as a number (it is hashed); ctx[0] itself would be a BTF pointer */
 	bpf_get_func_arg(ctx, 0, &skbv);
 	return confirm_exit_has_args ? handle_confirm_exit_args(skb, skbv, ret) : handle_confirm_exit(ret);
@@ -240,6 +243,7 @@ int BPF_PROG(confirm_fexit, struct sk_buff *skb, int ret)
 SEC("kretprobe")
 int BPF_KRETPROBE(confirm_kretprobe, int ret)
 {
+	CTCT_FLOOR();
 	return handle_confirm_exit(ret);
 }
 
@@ -248,6 +252,7 @@ int BPF_PROG(resolve_clash_fentry, struct sk_buff *skb, struct nf_conntrack_tupl
 {
 	__u64 skbv = 0;
 
+	CTCT_FLOOR();
 	bpf_get_func_arg(ctx, 0, &skbv);
 	return handle_resolve_clash(skbv, h);
 }
@@ -255,6 +260,7 @@ int BPF_PROG(resolve_clash_fentry, struct sk_buff *skb, struct nf_conntrack_tupl
 SEC("kprobe")
 int BPF_KPROBE(resolve_clash_kprobe, struct sk_buff *skb, struct nf_conntrack_tuple_hash *h)
 {
+	CTCT_FLOOR();
 	return handle_resolve_clash((__u64)skb, h);
 }
 

@@ -358,6 +358,7 @@ int BPF_PROG(kfree_skb_btf_cast, struct sk_buff *skb, void *location, enum skb_d
 SEC("kprobe")
 int BPF_KPROBE(enqueue_kprobe_cast, struct nf_queue_entry *entry, unsigned int queuenum)
 {
+	CTCT_FLOOR();
 	return handle_enqueue(CTCT_CAST(entry, struct nf_queue_entry), (__u64)entry, queuenum, true, true);
 }
 
@@ -369,6 +370,7 @@ int BPF_PROG(enqueue_fentry_cast, struct nf_queue_entry *entry, unsigned int que
 {
 	__u64 entryv = 0;
 
+	CTCT_FLOOR();
 	bpf_get_func_arg(ctx, 0, &entryv);
 	return handle_enqueue(entry, entryv, queuenum, true, true);
 }

@@ -185,6 +185,7 @@ int BPF_PROG(enqueue_fentry, struct nf_queue_entry *entry, unsigned int queuenum
 {
 	__u64 entryv = 0;
 
+	CTCT_FLOOR();
 	bpf_get_func_arg(ctx, 0, &entryv);
 	return handle_enqueue(entry, entryv, queuenum, true, false);
 }
@@ -192,6 +193,7 @@ int BPF_PROG(enqueue_fentry, struct nf_queue_entry *entry, unsigned int queuenum
 SEC("kprobe")
 int BPF_KPROBE(enqueue_kprobe, struct nf_queue_entry *entry, unsigned int queuenum)
 {
+	CTCT_FLOOR();
 	return handle_enqueue(entry, (__u64)entry, queuenum, false, false);
 }
 
@@ -200,6 +202,7 @@ int BPF_PROG(enqueue_fexit, struct nf_queue_entry *entry, unsigned int queuenum,
 {
 	__u64 entryv = 0;
 
+	CTCT_FLOOR();
 	if (!enqueue_exit_has_args)
 		return handle_enqueue_exit(ret);
 	if (ret >= 0)
@@ -211,6 +214,7 @@ int BPF_PROG(enqueue_fexit, struct nf_queue_entry *entry, unsigned int queuenum,
 SEC("kretprobe")
 int BPF_KRETPROBE(enqueue_kretprobe, int ret)
 {
+	CTCT_FLOOR();
 	return handle_enqueue_exit(ret);
 }
 
@@ -219,6 +223,7 @@ int BPF_PROG(reinject_fentry, struct nf_queue_entry *entry, unsigned int verdict
 {
 	__u64 entryv = 0;
 
+	CTCT_FLOOR();
 	bpf_get_func_arg(ctx, 0, &entryv);
 	return handle_reinject(entry, entryv, verdict, true);
 }
@@ -226,6 +231,7 @@ int BPF_PROG(reinject_fentry, struct nf_queue_entry *entry, unsigned int verdict
 SEC("kprobe")
 int BPF_KPROBE(reinject_kprobe, struct nf_queue_entry *entry, unsigned int verdict)
 {
+	CTCT_FLOOR();
 	return handle_reinject(entry, (__u64)entry, verdict, false);
 }
 

@@ -464,6 +464,11 @@ int Session::run()
 			fprintf(stderr, "note: %s\n", n.c_str());
 	}
 
+#ifdef CTCT_BENCH_FLOOR
+	// whatever the output format: a floor build must never pass for a tracer
+	fprintf(stderr, "warning: benchmark floor build (CTCT_BENCH_FLOOR): the queue and confirm programs return "
+			"at once, nothing is detected\n");
+#endif
 	install_stop_handlers();
 
 	const auto names = counter_names();
