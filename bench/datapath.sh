@@ -2,7 +2,10 @@
 # Datapath cost of the tracer: packets per second through an NFQUEUE (fast accept-all listener) with and
 # without the tracer attached, alternating off/on in the same run (the order flips every round, so drift
 # of a shared machine falls on both sides), for
-#   established: one 5-tuple, confirmed once, then established traffic through the queue;
+#   established: one 5-tuple, confirmed once, then established traffic through the queue (one-way: a flow
+#                that has seen no reply stays IP_CT_NEW, so the enqueue hook reads its conntrack's status);
+#   replied:     the same flow after one reply from the server (not queued): IP_CT_ESTABLISHED, as a TCP
+#                flow's packets are, which the enqueue hook tells from the conntrack info alone;
 #   flows:       every packet a new 5-tuple, conntrack creates and confirms an entry per packet;
 #   drops:       as flows, but an nft rule after the queue drops every packet: each one passes
 #                skb:kfree_skb, the only hook of tracepoint mode (freed in nft_do_chain, outside netfilter's
@@ -69,6 +72,21 @@ setup() {
 xt_dropped() { in_ns "$RTR" iptables-legacy -t mangle -nvxL POSTROUTING | awk '$3 == "DROP" {print $1; exit}'; }
 handled() { if [ "$kind_case" = xtdrops ]; then xt_dropped; else counter "$CNT/nfq.count"; fi; }
 
+# `replied`: the flow's conntrack has seen a reply (udp_flood reply: the server's port back to the client's),
+# made again if it expired; fails if conntrack still calls it unreplied.
+flow_state() { in_ns "$RTR" conntrack -L -p udp --orig-port-src 40000 --orig-port-dst $DPORT 2>/dev/null; }
+replied() {
+	local s
+	s=$(flow_state)
+	[ -n "$s" ] && [[ $s != *UNREPLIED* ]] && return 0
+	in_ns "$CLI" "$BENCH/udp_flood" send 10.231.2.2 $DPORT 0.01 one >/dev/null
+	sleep 0.3
+	in_ns "$SRV" "$BENCH/udp_flood" reply 10.231.2.2 $DPORT 10.231.1.2 40000 || return 1
+	sleep 0.1
+	s=$(flow_state)
+	[ -n "$s" ] && [[ $s != *UNREPLIED* ]] || { echo "replied: conntrack has no replied entry: ${s:-none}" >&2; return 1; }
+}
+
 # One measurement window: prints "pps_handled pps_sent" (handled: verdicted by the listener, or for
 # xtdrops dropped by the rule).
 window() {
@@ -89,7 +107,7 @@ echo "# $(uname -r) backend=$BACKEND rounds=$ROUNDS seconds=$SECS ncpu=$(nproc) 
 : >"$WORK/results"
 for kind_case in $CASES; do
 	kind=one
-	[ "$kind_case" != established ] && kind=flows
+	[ "$kind_case" != established ] && [ "$kind_case" != replied ] && kind=flows
 	[ "$kind_case" = drops ] && drop_after_queue 1024 65535
 	if [ "$kind_case" = xtdrops ]; then
 		modprobe -q iptable_mangle 2>/dev/null # Debian's kernels: iptables-legacy does not load it itself
@@ -97,6 +115,7 @@ for kind_case in $CASES; do
 	fi
 	# warm up with one discarded window: a boot's first window ran 8 % slow with established traffic and
 	# 4 % fast with new flows (an empty conntrack table) on the instruction clock
+	if [ "$kind_case" = replied ]; then replied || exit 1; fi
 	window "$kind" >/dev/null
 	for round in $(seq "$ROUNDS"); do
 		order="off on"
@@ -108,6 +127,7 @@ for kind_case in $CASES; do
 				prog_stats "$TRACER_PID" >"$WORK/ps0"
 				cpu0=$(tracer_cpu_ns "$TRACER_PID")
 			fi
+			if [ "$kind_case" = replied ]; then replied || exit 1; fi
 			read -r pps sent_pps < <(window "$kind")
 			if [ $mode = on ]; then
 				echo "tracer $kind_case $(($(tracer_cpu_ns "$TRACER_PID") - cpu0))" >>"$WORK/results"

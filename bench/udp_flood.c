@@ -7,6 +7,8 @@
 //     back, for p in 1024-65535 and d in DPORT..DPORT+99, so behind MASQUERADE both become rtr:p -> DST:d.
 //     A raw socket is the cheap way to vary the source per packet from one process.
 //   recv ADDR PORT COUNT_FILE: count datagrams (recvmmsg) into an mmap'd 8-byte counter until killed.
+//   reply SRC SPORT DST DPORT: one datagram SRC:SPORT -> DST:DPORT through a raw socket (SPORT may be a port
+//     `recv` holds): the reply that makes conntrack see `one`'s flow as established (bench/datapath.sh).
 #define _GNU_SOURCE /* sendmmsg, recvmmsg */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -42,7 +44,8 @@ static double now_s(void)
 static void usage(void)
 {
 	fprintf(stderr, "usage: udp_flood send DST DPORT SECONDS flows|one|pairs [SRC_PREFIX]\n"
-			"       udp_flood recv ADDR PORT COUNT_FILE\n");
+			"       udp_flood recv ADDR PORT COUNT_FILE\n"
+			"       udp_flood reply SRC SPORT DST DPORT\n");
 	exit(2);
 }
 
@@ -126,6 +129,31 @@ static int do_send(int argc, char **argv)
 	return 0;
 }
 
+static int do_reply(int argc, char **argv)
+{
+	if (argc != 6)
+		usage();
+	struct pkt p = {0};
+	struct sockaddr_in dst = {.sin_family = AF_INET};
+	if (inet_pton(AF_INET, argv[2], &p.ip.saddr) != 1 || inet_pton(AF_INET, argv[4], &p.ip.daddr) != 1)
+		usage();
+	dst.sin_addr.s_addr = p.ip.daddr;
+	p.ip.version = 4;
+	p.ip.ihl = 5;
+	p.ip.ttl = 64;
+	p.ip.protocol = IPPROTO_UDP;
+	p.ip.tot_len = htons(sizeof(p));
+	p.udp.source = htons((uint16_t)atoi(argv[3]));
+	p.udp.dest = htons((uint16_t)atoi(argv[5]));
+	p.udp.len = htons(sizeof(p.udp) + PAYLOAD);
+	int fd = socket(AF_INET, SOCK_RAW, IPPROTO_RAW);
+	if (fd < 0 || sendto(fd, &p, sizeof(p), 0, (struct sockaddr *)&dst, sizeof(dst)) != (ssize_t)sizeof(p)) {
+		perror("udp_flood reply");
+		return 1;
+	}
+	return 0;
+}
+
 static volatile sig_atomic_t stop;
 static void on_signal(int sig) { (void)sig; stop = 1; }
 
@@ -173,5 +201,7 @@ int main(int argc, char **argv)
 		return do_send(argc, argv);
 	if (argc >= 2 && !strcmp(argv[1], "recv"))
 		return do_recv(argc, argv);
+	if (argc >= 2 && !strcmp(argv[1], "reply"))
+		return do_reply(argc, argv);
 	usage();
 }
