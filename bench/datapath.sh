@@ -73,18 +73,23 @@ xt_dropped() { in_ns "$RTR" iptables-legacy -t mangle -nvxL POSTROUTING | awk '$
 handled() { if [ "$kind_case" = xtdrops ]; then xt_dropped; else counter "$CNT/nfq.count"; fi; }
 
 # `replied`: the flow's conntrack has seen a reply (udp_flood reply: the server's port back to the client's),
-# made again if it expired; fails if conntrack still calls it unreplied.
+# made again if it is gone; fails if conntrack still has no such entry. The case raises the UDP timeouts
+# so the entry outlives the tracer's start between windows.
 flow_state() { in_ns "$RTR" conntrack -L -p udp --orig-port-src 40000 --orig-port-dst $DPORT 2>/dev/null; }
 replied() {
-	local s
-	s=$(flow_state)
-	[ -n "$s" ] && [[ $s != *UNREPLIED* ]] && return 0
-	in_ns "$CLI" "$BENCH/udp_flood" send 10.231.2.2 $DPORT 0.01 one >/dev/null
-	sleep 0.3
-	in_ns "$SRV" "$BENCH/udp_flood" reply 10.231.2.2 $DPORT 10.231.1.2 40000 || return 1
-	sleep 0.1
-	s=$(flow_state)
-	[ -n "$s" ] && [[ $s != *UNREPLIED* ]] || { echo "replied: conntrack has no replied entry: ${s:-none}" >&2; return 1; }
+	local s i
+	for i in 1 2 3 4 5; do
+		s=$(flow_state)
+		[ -n "$s" ] && [[ $s != *UNREPLIED* ]] && return 0
+		if [ -z "$s" ]; then
+			in_ns "$CLI" "$BENCH/udp_flood" send 10.231.2.2 $DPORT 0.01 one >/dev/null
+		else
+			in_ns "$SRV" "$BENCH/udp_flood" reply 10.231.2.2 $DPORT 10.231.1.2 40000 || return 1
+		fi
+		sleep 0.3
+	done
+	echo "replied: no replied conntrack entry for the flow; udp entries: $(in_ns "$RTR" conntrack -L -p udp 2>&1 | head -5)" >&2
+	return 1
 }
 
 # One measurement window: prints "pps_handled pps_sent" (handled: verdicted by the listener, or for
@@ -109,6 +114,12 @@ for kind_case in $CASES; do
 	kind=one
 	[ "$kind_case" != established ] && [ "$kind_case" != replied ] && kind=flows
 	[ "$kind_case" = drops ] && drop_after_queue 1024 65535
+	udp_timeout=2
+	[ "$kind_case" = replied ] && udp_timeout=300
+	# established: a one-way flow, even after the replied case
+	[ "$kind_case" = established ] && in_ns "$RTR" conntrack -D -p udp --orig-port-src 40000 --orig-port-dst $DPORT >/dev/null 2>&1
+	in_ns "$RTR" sysctl -qw net.netfilter.nf_conntrack_udp_timeout=$udp_timeout \
+		net.netfilter.nf_conntrack_udp_timeout_stream=$udp_timeout
 	if [ "$kind_case" = xtdrops ]; then
 		modprobe -q iptable_mangle 2>/dev/null # Debian's kernels: iptables-legacy does not load it itself
 		in_ns "$RTR" iptables-legacy -t mangle -A POSTROUTING -p udp --dport $DPORT -j DROP || exit 1
@@ -117,6 +128,10 @@ for kind_case in $CASES; do
 	# 4 % fast with new flows (an empty conntrack table) on the instruction clock
 	if [ "$kind_case" = replied ]; then replied || exit 1; fi
 	window "$kind" >/dev/null
+	if [ "$kind_case" = established ] && [[ $(flow_state) != *UNREPLIED* ]]; then
+		echo "established: the flow's conntrack is not unreplied: $(flow_state)" >&2
+		exit 1
+	fi
 	for round in $(seq "$ROUNDS"); do
 		order="off on"
 		[ $((round % 2)) = 0 ] && order="on off"
