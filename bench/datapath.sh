@@ -73,9 +73,10 @@ xt_dropped() { in_ns "$RTR" iptables-legacy -t mangle -nvxL POSTROUTING | awk '$
 handled() { if [ "$kind_case" = xtdrops ]; then xt_dropped; else counter "$CNT/nfq.count"; fi; }
 
 # `replied`: the flow's conntrack has seen a reply (udp_flood reply: the server's port back to the client's),
-# made again if it is gone; fails if conntrack still has no such entry. The case raises the UDP timeouts
-# so the entry outlives the tracer's start between windows.
-flow_state() { in_ns "$RTR" conntrack -L -p udp --orig-port-src 40000 --orig-port-dst $DPORT 2>/dev/null; }
+# made again if it is gone; fails if conntrack still has no such entry. The one-flow cases raise the UDP
+# timeouts so the entry outlives the pauses between windows: on the instruction clock (-icount sleep=off)
+# every wait for the VM's 9p root jumps the clock ahead, and starting conntrack or the tracer took > 2 s.
+flow_state() { in_ns "$RTR" conntrack -L -p udp --orig-port-src 40000 --orig-port-dst $DPORT 2>>"$WORK/conntrack.err"; }
 replied() {
 	local s i
 	for i in 1 2 3 4 5; do
@@ -88,7 +89,8 @@ replied() {
 		fi
 		sleep 0.3
 	done
-	echo "replied: no replied conntrack entry for the flow; udp entries: $(in_ns "$RTR" conntrack -L -p udp 2>&1 | head -5)" >&2
+	echo "replied: no replied conntrack entry for the flow; udp entries: $(in_ns "$RTR" conntrack -L -p udp 2>&1 | head -5)" \
+		"($(tail -n 3 "$WORK/conntrack.err"))" >&2
 	return 1
 }
 
@@ -115,7 +117,7 @@ for kind_case in $CASES; do
 	[ "$kind_case" != established ] && [ "$kind_case" != replied ] && kind=flows
 	[ "$kind_case" = drops ] && drop_after_queue 1024 65535
 	udp_timeout=2
-	[ "$kind_case" = replied ] && udp_timeout=300
+	[ "$kind" = one ] && udp_timeout=300
 	# established: a one-way flow, even after the replied case
 	[ "$kind_case" = established ] && in_ns "$RTR" conntrack -D -p udp --orig-port-src 40000 --orig-port-dst $DPORT >/dev/null 2>&1
 	in_ns "$RTR" sysctl -qw net.netfilter.nf_conntrack_udp_timeout=$udp_timeout \
@@ -129,7 +131,7 @@ for kind_case in $CASES; do
 	if [ "$kind_case" = replied ]; then replied || exit 1; fi
 	window "$kind" >/dev/null
 	if [ "$kind_case" = established ] && [[ $(flow_state) != *UNREPLIED* ]]; then
-		echo "established: the flow's conntrack is not unreplied: $(flow_state)" >&2
+		echo "established: the flow's conntrack is not unreplied: $(flow_state) ($(tail -n 3 "$WORK/conntrack.err"))" >&2
 		exit 1
 	fi
 	for round in $(seq "$ROUNDS"); do
