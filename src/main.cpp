@@ -85,7 +85,7 @@ struct TraceArgs {
 	std::string duration;
 	bool json = false;
 	uint32_t netns = 0;
-	uint32_t ringbuf_kb = 4096;
+	uint32_t ringbuf_kb = 16384; // 16 MiB: ~50k events of 328 bytes, 0.5 s of a 100k/s flood
 	std::string proto, addr, port, queue;
 	std::string stats_interval = "10s";
 	std::string group;
@@ -244,10 +244,13 @@ private:
 		if (!out_.flush())
 			die(kExitRuntime, "output closed (" + out_.error() + "), stopping");
 	}
+	// A write(2) of our output that blocked this long also kept the ring buffer from being drained.
+	double longest_write_ms() const { return (double)(out_.longest_write_ns() / 1000) / 1000.0; }
 	nlohmann::json summary_json() const
 	{
 		nlohmann::json j = summary_.to_json();
 		j["losses_per_cpu"]["ringbuf_full"] = tracer_->counter_per_cpu(CTCT_CNT_RINGBUF_FULL);
+		j["longest_write_ms"] = longest_write_ms();
 		return j;
 	}
 };
@@ -485,12 +488,14 @@ int Session::run()
 				summary_.losses[names[i]] = now[i];
 		if (changed && !final) {
 			nlohmann::json j = {{"type", "loss"}, {"schema", CTCT_SCHEMA_VERSION}, {"counters", summary_.losses},
-					    {"ringbuf_full_per_cpu", tracer_->counter_per_cpu(CTCT_CNT_RINGBUF_FULL)}};
+					    {"ringbuf_full_per_cpu", tracer_->counter_per_cpu(CTCT_CNT_RINGBUF_FULL)},
+					    {"longest_write_ms", longest_write_ms()}};
 			if (a_.json) {
 				emit(j);
 				flush_or_die();
 			} else
-				fprintf(stderr, "warning: events lost: %s\n", j["counters"].dump().c_str());
+				fprintf(stderr, "warning: events lost: %s (longest output write so far: %.3f ms)\n",
+					j["counters"].dump().c_str(), longest_write_ms());
 		}
 		last = now;
 	};
@@ -567,10 +572,13 @@ int Session::run()
 			return kExitIncomplete;
 		return v.exit_code;
 	}
-	if (a_.json)
+	if (a_.json) {
 		emit(summary_json());
-	else
-		emit_text(summary_.to_text());
+	} else {
+		char w[64];
+		snprintf(w, sizeof(w), "; longest output write %.3f ms", longest_write_ms());
+		emit_text(summary_.to_text() + w);
+	}
 	flush_or_die();
 	return kExitOk;
 }
@@ -602,7 +610,7 @@ int main(int argc, char **argv)
 	tr->add_option("--backend", ta.backend, "auto|fentry|kprobe|tracepoint (default auto: best per hook)");
 	tr->add_option("-d,--duration", ta.duration, "Stop after this long, e.g. 30s, 5m (default: until Ctrl-C)")
 		->check(duration_ok);
-	tr->add_option("--ringbuf-kb", ta.ringbuf_kb, "Ring buffer size in KiB, a power of two (default 4096)")
+	tr->add_option("--ringbuf-kb", ta.ringbuf_kb, "Ring buffer size in KiB, a power of two (default 16384)")
 		->check(non_empty);
 	tr->add_flag("--no-queue-hooks", ta.no_queue_hooks,
 		     "fentry/kprobe: leave the per-packet queue path unhooked (queued packets then cost nothing); "
@@ -661,7 +669,7 @@ int main(int argc, char **argv)
 		->check(duration_ok);
 	verify->add_option("--max-drops", va.max_drops, "Unintended drops allowed (confirm and queue drops; default 0)")->check(non_empty);
 	verify->add_option("--backend", va.backend, "auto|fentry|kprobe|tracepoint (default auto)");
-	verify->add_option("--ringbuf-kb", va.ringbuf_kb, "Ring buffer size in KiB (default 4096)")->check(non_empty);
+	verify->add_option("--ringbuf-kb", va.ringbuf_kb, "Ring buffer size in KiB (default 16384)")->check(non_empty);
 	verify->add_flag("--exact-queue-errors", va.exact_queue_errors, "Also hook nfqnl_enqueue_packet's return");
 	verify->add_flag("--no-queue-hooks", va.no_queue_hooks, "Leave the per-packet queue path unhooked");
 	verify->add_flag("--verdict-hook", va.verdict_hook, "Also hook the reinject function (listener verdicts)");

@@ -37,6 +37,9 @@ public:
 	bool failed() const { return errno_ != 0; }
 	int error_number() const { return errno_; }
 	std::string error() const; // "write to stdout: Broken pipe"
+	// The longest flush() so far (ns): how long the reader of our output (a pipe to a log shipper, a
+	// file under writeback) kept the tracer from draining its ring buffer. Reported with losses.
+	uint64_t longest_write_ns() const { return longest_write_ns_; }
 
 	// The tracer must see EPIPE from write(2) instead of dying on SIGPIPE; call once before writing.
 	static void ignore_sigpipe();
@@ -46,6 +49,7 @@ private:
 	size_t flush_bytes_;
 	std::string buf_;
 	int errno_ = 0;
+	uint64_t longest_write_ns_ = 0;
 };
 
 } // namespace ctct

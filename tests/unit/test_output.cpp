@@ -97,3 +97,28 @@ TEST(LineWriter, ClosedReaderIsEpipeNotSigpipe)
 	EXPECT_FALSE(w.write_line_from([](std::string &buf) { buf += "after"; }));
 	close(p[1]);
 }
+
+TEST(LineWriter, LongestWriteIsTheTimeASlowReaderBlockedUs)
+{
+	// A reader that sleeps 200 ms before it drains a full pipe: the flush waits for it, and says so.
+	int p[2];
+	ASSERT_EQ(pipe(p), 0);
+	fcntl(p[1], F_SETPIPE_SZ, 4096);
+	LineWriter w(p[1], 1 << 20);
+	EXPECT_EQ(w.longest_write_ns(), 0u);
+	ASSERT_TRUE(w.flush()); // nothing buffered: no write, no time
+	EXPECT_EQ(w.longest_write_ns(), 0u);
+	ASSERT_TRUE(w.write_line(std::string(64 * 1024, 'x')));
+	std::string got;
+	std::thread reader([&] {
+		usleep(200 * 1000);
+		got = read_all(p[0]);
+	});
+	ASSERT_TRUE(w.flush());
+	close(p[1]);
+	reader.join();
+	close(p[0]);
+	EXPECT_EQ(got.size(), 64 * 1024 + 1u);
+	EXPECT_GE(w.longest_write_ns(), 150u * 1000 * 1000);
+	EXPECT_LT(w.longest_write_ns(), 10000u * 1000 * 1000);
+}
