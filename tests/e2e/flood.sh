@@ -9,7 +9,7 @@
 #   default ring: events == kernel drops, queue_drop events == the queue's drops, confirm-path events
 #                 (confirm_drop + clash_resolved + verdict_drop) == Δinsert_failed + Δclashres, in
 #                 tracepoint mode Σ insert_failed_delta == Δinsert_failed, nothing lost;
-#   slow reader:  the tracer's stdout is a pipe whose reader stops for SINK_PAUSE s (a stuck log shipper):
+#   slow reader:  a 64 KiB ring, the tracer's stdout a pipe whose reader stops for SINK_PAUSE s (a stuck log shipper):
 #                 events + lost == kernel drops, ringbuf_full > 0, and the summary's longest_write_ms
 #                 shows the wait (> half the pause).
 # (events: confirm_drop + clash_resolved + queue_drop + verdict_drop, see below; lost: ringbuf_full +
@@ -122,5 +122,6 @@ slow_sink() {
 
 flood_run tiny-ring --ringbuf-kb 4
 flood_run default-ring
-TRACER_SINK="slow_sink $SINK_PAUSE" flood_run slow-reader
+# 64 KiB: ~200 events, so that the ring overflows during the pause at the VMs' rates too
+TRACER_SINK="slow_sink $SINK_PAUSE" flood_run slow-reader --ringbuf-kb 64
 finish

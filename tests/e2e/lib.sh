@@ -109,6 +109,7 @@ topo_down() {
 cleanup() {
 	[ -n "${TRACER_PID:-}" ] && kill -INT "$TRACER_PID" 2>/dev/null && wait "$TRACER_PID" 2>/dev/null
 	[ -n "${SINK_PID:-}" ] && kill "$SINK_PID" 2>/dev/null
+	[ -n "${TRACE_FIFO:-}" ] && rm -f "$TRACE_FIFO"
 	topo_down
 	if [ "${KEEP:-0}" = 1 ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
@@ -193,15 +194,16 @@ start_tracer() { # start_tracer BACKEND [flags]: JSON lines to $WORK/trace.json,
 	local backend=$1; shift
 	# The background child truncates the file only when it gets to run; remove it here so the wait
 	# below cannot see the previous run's start line (it did: drops were sent before the attach).
-	rm -f "$WORK/trace.json" "$WORK/trace.err" "$WORK/trace.fifo"
-	# $TRACER_SINK (a command): the tracer writes into a pipe that this command copies to trace.json
+	rm -f "$WORK/trace.json" "$WORK/trace.err"
+	# $TRACER_SINK (a command): the tracer writes into a pipe that this command copies to trace.json (the
+	# FIFO in /tmp: $WORK is a 9p share in the VMs, which has none)
 	local out="$WORK/trace.json"
 	SINK_PID=
 	if [ -n "${TRACER_SINK:-}" ]; then
-		mkfifo "$WORK/trace.fifo" || return 1
-		$TRACER_SINK <"$WORK/trace.fifo" >"$WORK/trace.json" &
+		out=$(mktemp -u /tmp/ctct-trace.XXXXXX) && mkfifo "$out" || return 1
+		TRACE_FIFO=$out
+		$TRACER_SINK <"$out" >"$WORK/trace.json" &
 		SINK_PID=$!
-		out="$WORK/trace.fifo"
 	fi
 	# shellcheck disable=SC2086
 	"$TRACER" --json --backend "$backend" --netns "${TRACE_NETNS:-$(netns_inode "$RTR")}" ${TRACER_FLAGS:-} "$@" \
@@ -228,6 +230,8 @@ stop_tracer() {
 	TRACER_PID=
 	[ -z "${SINK_PID:-}" ] || wait "$SINK_PID"
 	SINK_PID=
+	[ -z "${TRACE_FIFO:-}" ] || rm -f "$TRACE_FIFO"
+	TRACE_FIFO=
 	TRACE_N=$((${TRACE_N:-0} + 1))
 	cp "$WORK/trace.json" "$WORK/trace.$TRACE_N.json" # kept with KEEP=1 for a failing run
 	return $rc
