@@ -7,6 +7,7 @@
 #include <limits>
 #include <netinet/in.h>
 #include <stdexcept>
+#include <time.h>
 
 namespace ctct {
 
@@ -132,6 +133,13 @@ uint16_t parse_port(const std::string &text)
 	if (v == 0)
 		throw std::invalid_argument("invalid --port '0': ports are 1..65535");
 	return (uint16_t)v;
+}
+
+uint64_t monotonic_ns()
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
 } // namespace ctct

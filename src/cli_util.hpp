@@ -26,4 +26,7 @@ uint64_t parse_duration_ns(const std::string &text);
 // User or kernel text made safe to put inside a one-line message: control bytes (newline, ESC, DEL, ...)
 // become \n, \t or \xNN, so an error about a bad value is always exactly one line on a terminal.
 std::string escape_control(std::string_view text);
+// CLOCK_MONOTONIC in ns: the clock of bpf_ktime_get_ns(), so BPF timestamps compare with it.
+uint64_t monotonic_ns();
+
 } // namespace ctct

@@ -1,11 +1,11 @@
 #include "output.hpp"
+#include "cli_util.hpp"
 
 #include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
 #include <poll.h>
-#include <time.h>
 #include <unistd.h>
 
 namespace ctct {
@@ -37,19 +37,12 @@ bool LineWriter::write_line(std::string_view line)
 	return true;
 }
 
-static uint64_t now_ns()
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 bool LineWriter::flush()
 {
 	if (buf_.empty())
 		return !errno_;
 	size_t done = 0;
-	uint64_t t0 = now_ns();
+	uint64_t t0 = monotonic_ns();
 	while (!errno_ && done < buf_.size()) {
 		ssize_t n = ::write(fd_, buf_.data() + done, buf_.size() - done);
 		if (n > 0) {
@@ -66,7 +59,7 @@ bool LineWriter::flush()
 		}
 	}
 	buf_.clear();
-	longest_write_ns_ = std::max(longest_write_ns_, now_ns() - t0);
+	longest_write_ns_ = std::max(longest_write_ns_, monotonic_ns() - t0);
 	return !errno_;
 }
 

@@ -23,13 +23,6 @@ void SkelDeleter::operator()(struct ::ctct_bpf *s) const { ctct_bpf__destroy(s);
 void LinkDeleter::operator()(bpf_link *l) const { bpf_link__destroy(l); }
 void RingDeleter::operator()(ring_buffer *r) const { ring_buffer__free(r); }
 
-uint64_t monotonic_ns()
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
-}
-
 std::vector<std::string> counter_names()
 {
 	// order of enum ctct_counter; the assert catches a counter added to one side only (enqueue_map_full

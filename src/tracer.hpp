@@ -75,6 +75,5 @@ private:
 std::vector<std::string> counter_names();
 // Counters that mean an event or a join record was lost (the others count events or facts).
 bool counter_is_loss(int idx);
-uint64_t monotonic_ns();
 
 } // namespace ctct
