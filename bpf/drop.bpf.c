@@ -362,7 +362,7 @@ SEC("kprobe")
 int BPF_KPROBE(enqueue_kprobe_cast, struct nf_queue_entry *entry, unsigned int queuenum)
 {
 	CTCT_FLOOR();
-	return handle_enqueue(CTCT_CAST(entry, struct nf_queue_entry), (__u64)entry, queuenum, true, true);
+	return handle_enqueue(CTCT_CAST(entry, struct nf_queue_entry), (__u64)entry, NULL, queuenum, true, true);
 }
 
 /* enqueue_fentry with the conntrack's status loaded through bpf_rdonly_cast() (6.2+): a packet of a confirmed
@@ -371,11 +371,8 @@ int BPF_KPROBE(enqueue_kprobe_cast, struct nf_queue_entry *entry, unsigned int q
 SEC("fentry")
 int BPF_PROG(enqueue_fentry_cast, struct nf_queue_entry *entry, unsigned int queuenum)
 {
-	__u64 entryv = 0;
-
 	CTCT_FLOOR();
-	bpf_get_func_arg(ctx, 0, &entryv);
-	return handle_enqueue(entry, entryv, queuenum, true, true);
+	return handle_enqueue(entry, 0, ctx, queuenum, true, true);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -96,34 +96,103 @@ static __always_inline void cslot_store(__u64 ct, __u64 skb, const struct ctct_q
 	CTCT_WRITE_ONCE(s->ct, ct);
 }
 
-/* cast: the conntrack's status is loaded through bpf_rdonly_cast() (6.2+) instead of a helper call; only
- * drop.bpf.c's programs pass true (see enqueue_kprobe_cast there for why) */
-static __always_inline int handle_enqueue(struct nf_queue_entry *entry, __u64 entryv, __u32 queuenum,
-					  const bool direct, const bool cast)
+/* A packet that may still meet confirm (a new flow's) gets a queue record under its conntrack, closed by its
+ * confirm or its free; returns its enqueue time, 0 if it got none. */
+static __always_inline __u64 record_new_flow(struct nf_queue_entry *entry, struct sk_buff *skb, __u32 queuenum,
+					     const bool direct, const bool cast)
+{
+	unsigned long nfct = direct ? skb->_nfct : BPF_CORE_READ(skb, _nfct);
+	struct ctct_queue q = {};
+
+	if (!may_meet_confirm(nfct))
+		return 0;
+	/* a later packet of a flow that has seen no reply is still IP_CT_NEW, its conntrack confirmed */
+	if ((cast ? CTCT_CAST(nfct & NFCT_PTRMASK, struct nf_conn)->status
+		  : BPF_CORE_READ((struct nf_conn *)(nfct & NFCT_PTRMASK), status)) & CTCT_IPS_CONFIRMED)
+		return 0;
+	q.enqueue_ns = bpf_ktime_get_ns();
+	q.queue_num = queuenum;
+	q.hook = CTCT_RD(direct, state.hook, entry, state.hook);
+	q.pf = CTCT_RD(direct, state.pf, entry, state.pf);
+	cslot_store(nfct & NFCT_PTRMASK, (__u64)skb, &q, q.enqueue_ns);
+	return q.enqueue_ns;
+}
+
+/* The default function mode (no return hook, no reinject hook): the only program on every queued packet,
+ * so its path for an established flow's packet is kept to what that needs: the per-CPU record that names a
+ * queue drop's queue at its free, and the conntrack's state. A packet that may still meet confirm (a new
+ * flow's) gets its queue record too, closed by its confirm or its free. A failed enqueue is timed at its
+ * free. The lookup of key 0 of a one-element array cannot fail; the verifier wants the check. */
+static __always_inline int enqueue_default(struct nf_queue_entry *entry, __u32 queuenum, const bool direct,
+					   const bool cast)
 {
 	__u32 netns = CTCT_RD(direct, state.net->ns.inum, entry, state.net, ns.inum);
+	struct sk_buff *skb = direct ? entry->skb : (struct sk_buff *)entry_skb(entry);
+	struct enqueuing_rec *rec;
+	__u32 zero = 0;
+
+	rec = bpf_map_lookup_elem(&enqueuing, &zero);
+	if (!rec)
+		return 0;
+	rec->skb = (__u64)skb;
+	rec->netns_ino = netns;
+	rec->queue_num = queuenum;
+	if ((targ_netns && netns != targ_netns) || (targ_queue_set && queuenum != targ_queue)) {
+		/* filtered out: entry 0 tells the free to stay quiet */
+		rec->entry = 0;
+		rec->start_ns = 0;
+		return 0;
+	}
+	/* only stored (a marker; qslots are keyed by it with --verdict-hook): the pointer itself will do */
+	rec->entry = (__u64)entry;
+	rec->start_ns = record_new_flow(entry, skb, queuenum, direct, cast);
+	return 0;
+}
+
+/* cast: the conntrack's status is loaded through bpf_rdonly_cast() (6.2+) instead of a helper call; only
+ * drop.bpf.c's programs pass true (see enqueue_kprobe_cast there for why).
+ * fctx: an fentry program's ctx, NULL for kprobes. A qslot's key is the entry's address as a number: a
+ * kprobe has it in entryv (a register); fentry fetches it with bpf_get_func_arg() (~10 instructions, the
+ * verifier allows no arithmetic on the BTF pointer), only on the path that hashes it (--verdict-hook).
+ * Everywhere else the entry is only stored, as the pointer itself. */
+static __always_inline int handle_enqueue(struct nf_queue_entry *entry, __u64 entryv, void *fctx, __u32 queuenum,
+					  const bool direct, const bool cast)
+{
+	if (verdict_drop_at_free && queue_drop_at_free)
+		return enqueue_default(entry, queuenum, direct, cast);
+
+	__u32 netns = CTCT_RD(direct, state.net->ns.inum, entry, state.net, ns.inum);
+	struct sk_buff *skb = direct ? entry->skb : (struct sk_buff *)entry_skb(entry);
+	bool kept = (!targ_netns || netns == targ_netns) && (!targ_queue_set || queuenum == targ_queue);
 	struct enqueuing_rec *rec = NULL;
 	struct ctct_queue q = {};
 	struct enqueue_failure *f;
 	__u32 zero = 0;
 
+	if (fctx)
+		entryv = (__u64)entry;
 	if (!enqueue_exit_has_args) {
+		/* the queue-drop free (or the kretprobe) reads it back on this CPU; each field written once */
 		rec = bpf_map_lookup_elem(&enqueuing, &zero);
 		if (rec) {
-			/* filtered out below: entry 0 tells the return (or the free) to stay quiet */
-			if (!queue_drop_at_free)
+			if (!queue_drop_at_free) {
 				rec->task = task_key();
-			rec->entry = 0;
-			/* fentry: a load; the skb is only compared, never hashed */
-			rec->skb = direct ? (__u64)entry->skb : entry_skb(entry);
+				rec->hook = CTCT_RD(direct, state.hook, entry, state.hook);
+				rec->pf = CTCT_RD(direct, state.pf, entry, state.pf);
+			}
+			/* filtered out: entry 0 tells the return (or the free) to stay quiet */
+			rec->entry = kept ? entryv : 0;
+			rec->skb = (__u64)skb;
+			rec->start_ns = 0;
+			rec->netns_ino = netns;
+			rec->queue_num = queuenum;
 		}
 	}
-	if (targ_netns && netns != targ_netns)
+	if (!kept)
 		return 0;
-	if (targ_queue_set && queuenum != targ_queue)
-		return 0;
-	/* A failed enqueue whose skb nf_queue() did not free: the rule's bypass flag let it go on. */
-	if (n_enqueue_failed) {
+	/* A failed enqueue whose skb nf_queue() did not free: the rule's bypass flag let it go on. Only the
+	 * return hooks (not attached when queue drops are found at the free) make such records. */
+	if (!queue_drop_at_free && n_enqueue_failed) {
 		__u64 key = task_key();
 
 		f = bpf_map_lookup_elem(&enqueue_failed, &key);
@@ -134,47 +203,22 @@ static __always_inline int handle_enqueue(struct nf_queue_entry *entry, __u64 en
 		}
 	}
 	if (verdict_drop_at_free) {
-		/* No reinject hook: the only program on every queued packet. An established flow's packet
-		 * costs the loads above and this one; a record is made only for a packet that may meet confirm
-		 * (confirm or the free of a verdict drop closes it). A failed enqueue is timed at its free. */
-		unsigned long nfct = direct ? entry->skb->_nfct : BPF_CORE_READ(entry, skb, _nfct);
+		/* no reinject hook (with the return hook, --exact-queue-errors): only new flows' packets */
+		__u64 start = record_new_flow(entry, skb, queuenum, direct, cast);
 
-		if (rec) {
-			rec->entry = entryv;
-			rec->start_ns = 0;
-			rec->netns_ino = netns;
-			rec->queue_num = queuenum;
-			if (!queue_drop_at_free) {
-				rec->hook = CTCT_RD(direct, state.hook, entry, state.hook);
-				rec->pf = CTCT_RD(direct, state.pf, entry, state.pf);
-			}
-		}
-		if (!may_meet_confirm(nfct))
-			return 0;
-		/* a later packet of a flow that has seen no reply is still IP_CT_NEW, its conntrack confirmed */
-		if ((cast ? CTCT_CAST(nfct & NFCT_PTRMASK, struct nf_conn)->status
-			  : BPF_CORE_READ((struct nf_conn *)(nfct & NFCT_PTRMASK), status)) & CTCT_IPS_CONFIRMED)
-			return 0;
-		q.enqueue_ns = bpf_ktime_get_ns();
-		q.queue_num = queuenum;
-		q.hook = CTCT_RD(direct, state.hook, entry, state.hook);
-		q.pf = CTCT_RD(direct, state.pf, entry, state.pf);
-		cslot_store(nfct & NFCT_PTRMASK, direct ? (__u64)entry->skb : entry_skb(entry), &q, q.enqueue_ns);
 		if (rec)
-			rec->start_ns = q.enqueue_ns;
+			rec->start_ns = start;
 		return 0;
 	}
+	if (fctx)
+		bpf_get_func_arg(fctx, 0, &entryv);
 	q.enqueue_ns = bpf_ktime_get_ns();
 	q.queue_num = queuenum;
 	q.hook = CTCT_RD(direct, state.hook, entry, state.hook);
 	q.pf = CTCT_RD(direct, state.pf, entry, state.pf);
 	qslot_store(entryv, &q);
-	if (rec) {
-		rec->entry = entryv;
+	if (rec)
 		rec->start_ns = q.enqueue_ns;
-		rec->netns_ino = netns;
-		rec->queue_num = queuenum;
-	}
 	return 0;
 }
 

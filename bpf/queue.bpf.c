@@ -183,18 +183,15 @@ static __always_inline int handle_reinject(struct nf_queue_entry *entry, __u64 e
 SEC("fentry")
 int BPF_PROG(enqueue_fentry, struct nf_queue_entry *entry, unsigned int queuenum)
 {
-	__u64 entryv = 0;
-
 	CTCT_FLOOR();
-	bpf_get_func_arg(ctx, 0, &entryv);
-	return handle_enqueue(entry, entryv, queuenum, true, false);
+	return handle_enqueue(entry, 0, ctx, queuenum, true, false);
 }
 
 SEC("kprobe")
 int BPF_KPROBE(enqueue_kprobe, struct nf_queue_entry *entry, unsigned int queuenum)
 {
 	CTCT_FLOOR();
-	return handle_enqueue(entry, (__u64)entry, queuenum, false, false);
+	return handle_enqueue(entry, (__u64)entry, NULL, queuenum, false, false);
 }
 
 SEC("fexit")
