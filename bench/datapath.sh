@@ -159,7 +159,8 @@ for kind_case in $CASES; do
 	in_ns "$RTR" nft delete table inet ctct_drop 2>/dev/null
 	[ "$kind_case" = xtdrops ] && in_ns "$RTR" iptables-legacy -t mangle -F POSTROUTING
 done
-echo "# ratio = received pps with tracer / without, per round (mean, min, max over rounds)"
+echo "# ratio = received pps with tracer / without, per round (mean, min, max, median over rounds: one odd window"
+echo "# moves the mean, not the median)"
 echo "# bpf ns/pkt: the tracer's programs' run time per packet verdicted while on; cpu budget/pkt: ncpu s / off pps"
 echo "# (icount: 1 s / off pps);"
 echo "# their quotient is the share of the machine the hooks take (robust where pps is noisy, e.g. under TCG)"
@@ -176,8 +177,12 @@ awk -v secs="$SECS" -v ncpu="$budget_cpus" '
 			for (r = 1; r <= n; r++) {
 				x = pps[c, r, "on"] / pps[c, r, "off"]; s += x; off += pps[c, r, "off"]; on += pps[c, r, "on"]
 				if (x < lo) lo = x; if (x > hi) hi = x
+				# insertion sort for the median
+				for (i = r - 1; i >= 1 && sorted[i] > x; i--) sorted[i + 1] = sorted[i]
+				sorted[i + 1] = x
 			}
-			printf "datapath %-11s off %8.0f pps  on %8.0f pps  ratio %.3f (min %.3f, max %.3f)", c, off / n, on / n, s / n, lo, hi
+			med = n % 2 ? sorted[(n + 1) / 2] : (sorted[n / 2] + sorted[n / 2 + 1]) / 2
+			printf "datapath %-11s off %8.0f pps  on %8.0f pps  ratio %.3f (min %.3f, max %.3f, median %.3f)", c, off / n, on / n, s / n, lo, hi, med
 			ppkt = on ? bpfns[c] / (on * secs) : 0; budget = off ? ncpu * 1e9 / (off / n) : 0
 			printf "  bpf ns/pkt %.0f of %.0f budget = %.1f%%", ppkt, budget, budget ? 100 * ppkt / budget : 0
 			printf "  tracer cpu %.2f%%\n", 100 * tcpu[c] / (n * secs * ncpu * 1e9)
