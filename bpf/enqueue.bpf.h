@@ -172,7 +172,7 @@ static __always_inline int handle_enqueue(struct nf_queue_entry *entry, __u64 en
 	if (fctx)
 		entryv = (__u64)entry;
 	if (!enqueue_exit_has_args) {
-		/* the queue-drop free (or the kretprobe) reads it back on this CPU; each field written once */
+		/* the queue-drop free (or the kretprobe) reads it back on this CPU */
 		rec = bpf_map_lookup_elem(&enqueuing, &zero);
 		if (rec) {
 			if (!queue_drop_at_free) {
