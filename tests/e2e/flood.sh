@@ -67,8 +67,8 @@ flood_run() { # flood_run LABEL [TRACER FLAGS]
 	# The listener accepts everything and nothing after the queue drops, so a verdict_drop (a free inside the
 	# reinject function) is a confirm loser that tracepoint mode could not claim an insert_failed increment
 	# for: another loser's event on another CPU would have claimed both (its insert_failed_delta 2; not
-	# seen since the fix below). Counted with the confirm path, and said. (Before this was told apart, a queue drop freed in nf_queue() could claim a
-	# loser's increment: 25 in 1.7 M drops.)
+	# seen since the fix below). Counted with the confirm path, and said. (Before this was told apart, a
+	# queue drop freed in nf_queue() could claim a loser's increment: 25 in 1.7 M drops.)
 	qevents=$(grep -c '"type":"queue_drop"' "$WORK/trace.json")
 	cevents=$(grep -c -E '"type":"(confirm_drop|clash_resolved|verdict_drop)"' "$WORK/trace.json")
 	vevents=$(grep -c '"type":"verdict_drop"' "$WORK/trace.json")
