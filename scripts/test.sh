@@ -5,11 +5,36 @@
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${CTCT_BUILD:-$root/build}
-passed=0 failed=0
+passed=0 failed=0 times=()
+t_start=$SECONDS
 suite() { # suite NAME COMMAND...
 	local name=$1; shift
+	local t0=$SECONDS
 	echo "=== $name"
 	if "$@"; then passed=$((passed + 1)); echo "=== $name: PASS"; else failed=$((failed + 1)); echo "=== $name: FAIL"; fi
+	times+=("$(printf '%5d s  %s' $((SECONDS - t0)) "$name")")
+}
+# The two VM suites run side by side: their guests spend much of their time waiting (a listener's hold,
+# timeouts), and in sequence they were most of the 51-75 minutes. Each writes its own log, printed whole
+# when both are done. usage: vm_suites SERIES...
+vm_suites() {
+	local k pids=() t0=$SECONDS
+	mkdir -p "$build/vm-out"
+	for k in "$@"; do
+		"$root/scripts/vm/run.sh" --kernel "$k" --out "$build/vm-out/$k" --timeout 3600 \
+			--env CTCT_BUILD="$build" -- "$root/tests/vm/e2e.sh" 1 20 >"$build/vm-out/$k.log" 2>&1 &
+		pids+=($!)
+	done
+	local i=0 rc
+	for k in "$@"; do
+		wait "${pids[$i]}"; rc=$?
+		i=$((i + 1))
+		echo "=== VM $k: every backend (tests/vm/e2e.sh)"
+		cat "$build/vm-out/$k.log"
+		if [ "$rc" = 0 ]; then passed=$((passed + 1)); echo "=== VM $k: PASS"; else failed=$((failed + 1)); echo "=== VM $k: FAIL"; fi
+		# the guest's own per-suite times are in its log; the wall time of the pair is shared
+		times+=("$(printf '%5d s  %s' $((SECONDS - t0)) "VM $k (side by side with the other VMs; its suites: $(grep -c '^=== .*: \(PASS\|FAIL\) (' "$build/vm-out/$k.log"))")")
+	done
 }
 "$root/scripts/install-deps.sh" || { echo "install-deps failed"; echo "0 passed, 1 failed"; exit 1; }
 "$root/scripts/build.sh" -DBUILD_TESTING=ON || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
@@ -43,14 +68,15 @@ if [ "$(id -u)" = 0 ]; then
 	suite "host kernel: selftest, auto backend" \
 		timeout 300 env CTCT_BUILD="$build" bash "$root/tests/e2e/selftest.sh" auto 3
 	# Debian's own kernels under qemu: fentry, kprobe and tracepoint on 6.1 (nf_reinject era) and 6.12.
-	for k in 6.1 6.12; do
-		suite "VM $k: every backend (tests/vm/e2e.sh)" \
-			"$root/scripts/vm/run.sh" --kernel "$k" --out "$build/vm-out/$k" --timeout 3600 \
-			--env CTCT_BUILD="$build" -- "$root/tests/vm/e2e.sh" 1 20
-	done
+	# Fetch both kernels first, so two downloads and initramfs builds do not race.
+	for k in 6.1 6.12; do "$root/scripts/vm/fetch-kernel.sh" "$k" >/dev/null || echo "fetch-kernel.sh $k failed"; done
+	vm_suites 6.1 6.12
 else
 	echo "not root: kernel tests skipped"
 	failed=$((failed + 1))
 fi
+echo "--- time per suite"
+printf '%s\n' "${times[@]}"
+echo "--- total $(( (SECONDS - t_start) / 60 )) min $(( (SECONDS - t_start) % 60 )) s"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
