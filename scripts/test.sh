@@ -14,8 +14,8 @@ suite() { # suite NAME COMMAND...
 	if "$@"; then passed=$((passed + 1)); echo "=== $name: PASS"; else failed=$((failed + 1)); echo "=== $name: FAIL"; fi
 	times+=("$(printf '%5d s  %s' $((SECONDS - t0)) "$name")")
 }
-# The VM suites, one after the other. Side by side (tried) they took 50 and 52 min against 26-30 each in a
-# row: under TCG the guests are CPU-bound on this 2-core machine, and each came within 8 min of its
+# The VM suites, one after the other. Side by side (tried) they took 50 and 52 min, against about 30 each in
+# a row: under TCG the guests are CPU-bound on this 2-core machine, and each came within 8 min of its
 # 60 min timeout. Each writes its own log, printed whole. usage: vm_suites SERIES...
 vm_suites() {
 	local k rc t0
