@@ -34,7 +34,7 @@ wait_reuse() { # wait_reuse INODE: sets reused=1 when $RTR has INODE
 	reused=0
 	for try in $(seq 200); do
 		ip netns add "$RTR" || return
-		# not netns_inode: ip netns exec makes a mount namespace, which takes a number from the same pool
+		# the file itself: entering the netns to stat it could take a number from the same pool
 		got=$(stat -L -c %i "/run/netns/$RTR")
 		if [ "$got" = "$1" ]; then reused=1; return; fi
 		if [ "$got" -lt "$1" ]; then
