@@ -1,5 +1,7 @@
 #include "kernel_text.hpp"
 
+#include <string_view>
+
 #include <algorithm>
 #include <charconv>
 #include <cerrno>
@@ -147,23 +149,47 @@ std::vector<QueueStat> parse_nfqueue(const std::string &text)
 	return out;
 }
 
+// The words of one line as views, at most `max`, split where `is >> word` splits (C locale whitespace).
+static size_t words_of(std::string_view line, std::string_view *w, size_t max)
+{
+	auto space = [](char c) { return c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\r'; };
+	size_t n = 0, i = 0;
+	while (n < max) {
+		while (i < line.size() && space(line[i]))
+			i++;
+		if (i == line.size())
+			break;
+		size_t j = i;
+		while (j < line.size() && !space(line[j]))
+			j++;
+		w[n++] = line.substr(i, j - i);
+		i = j;
+	}
+	return n;
+}
+
+// /proc/kallsyms has about 150,000 lines on a distribution kernel with modules loaded: scanned in place,
+// not through a stream and a vector of strings per line (that took most of a start under emulation).
 Kallsyms Kallsyms::parse(const std::string &text)
 {
 	Kallsyms k;
-	std::istringstream is(text);
-	std::string line;
 	bool any_nonzero = false;
-	while (std::getline(is, line)) {
-		auto w = split_ws(line);
-		if (w.size() < 3 || w[1].size() != 1 || (w[1][0] != 't' && w[1][0] != 'T'))
+	std::string_view all(text);
+	for (size_t pos = 0; pos < all.size();) {
+		size_t nl = all.find('\n', pos);
+		std::string_view line = all.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
+		pos = nl == std::string_view::npos ? all.size() : nl + 1;
+		std::string_view w[4];
+		size_t n = words_of(line, w, 4);
+		if (n < 3 || w[1].size() != 1 || (w[1][0] != 't' && w[1][0] != 'T'))
 			continue;
 		KernelSymbol s;
-		if (!parse_unsigned(w[0], 16, UINT64_MAX, s.addr))
+		if (!parse_unsigned(std::string(w[0]), 16, UINT64_MAX, s.addr))
 			continue;
 		any_nonzero |= s.addr != 0;
-		s.name = w[2];
-		if (w.size() >= 4 && w[3].size() > 2 && w[3].front() == '[' && w[3].back() == ']')
-			s.module = w[3].substr(1, w[3].size() - 2);
+		s.name = std::string(w[2]);
+		if (n >= 4 && w[3].size() > 2 && w[3].front() == '[' && w[3].back() == ']')
+			s.module = std::string(w[3].substr(1, w[3].size() - 2));
 		k.syms_.push_back(std::move(s));
 	}
 	// Without CAP_SYSLOG (or with kptr_restrict=2) every address reads as zero.

@@ -28,10 +28,9 @@ static std::string module_hint(const std::string &fn)
 	return "renamed or inlined in this kernel?";
 }
 
-static ProbeResult probe_one(const HookSpec &spec, Attach a, const Kallsyms &ksyms)
+// What can be known before loading: the function exists (kallsyms), and a kprobe's arguments can be read.
+static bool precheck(const HookSpec &spec, Attach a, const Kallsyms &ksyms, ProbeResult &r)
 {
-	ProbeResult r;
-	std::string prog = a == Attach::Fentry ? spec.fentry_prog : a == Attach::Kprobe ? spec.kprobe_prog : spec.tp_prog;
 	if (a != Attach::TpBtf) {
 		for (const auto &fn : spec.functions)
 			if (ksyms.has_function(fn)) {
@@ -48,7 +47,7 @@ static ProbeResult probe_one(const HookSpec &spec, Attach a, const Kallsyms &ksy
 				    (clones.empty() ? module_hint(spec.functions.front())
 						    : "only compiler clone " + clones.front() + ", whose arguments may differ") +
 				    ")";
-			return r;
+			return false;
 		}
 	} else {
 		r.function = spec.functions.front();
@@ -57,11 +56,51 @@ static ProbeResult probe_one(const HookSpec &spec, Attach a, const Kallsyms &ksy
 		r.error = ENOENT;
 		r.message = "kprobe: " + r.function + " has no BTF prototype on this kernel (its calling convention was "
 			    "optimised), so its arguments cannot be read reliably";
-		return r;
+		return false;
 	}
+	return true;
+}
+
+static std::string program_for(const HookSpec &spec, Attach a)
+{
+	return a == Attach::Fentry ? spec.fentry_prog : a == Attach::Kprobe ? spec.kprobe_prog : spec.tp_prog;
+}
+
+// A probe's maps hold nothing anyone reads: the smallest sizes, so that creating them (a preallocated hash
+// zeroes every entry) costs next to nothing.
+static SkelPtr open_probe_skeleton(const std::vector<std::string> &programs)
+{
+	SkelPtr skel = open_skeleton(programs);
+	struct bpf_map *m;
+	bpf_object__for_each_map(m, skel->obj) {
+		if (bpf_map__is_internal(m))
+			continue;
+		bpf_map__set_max_entries(m, bpf_map__type(m) == BPF_MAP_TYPE_RINGBUF ? (uint32_t)getpagesize() : 1);
+	}
+	return skel;
+}
+
+static void attach_one(struct ::ctct_bpf *skel, const HookSpec &spec, Attach a, ProbeResult &r,
+		       std::vector<LinkPtr> &links)
+{
 	try {
-		SkelPtr skel = open_skeleton({prog});
-		bpf_map__set_max_entries(skel->maps.events, 4096); // probing needs no real ring buffer
+		links.push_back(attach_program(skel, {spec.name, a, r.function, program_for(spec, a)}, spec.is_return));
+		r.ok = true;
+		r.message = std::string(attach_name(a)) + ": ok";
+	} catch (const std::exception &e) {
+		r.error = errno ? errno : EINVAL;
+		r.message = std::string(attach_name(a)) + ": " + e.what();
+	}
+}
+
+static ProbeResult probe_one(const HookSpec &spec, Attach a, const Kallsyms &ksyms)
+{
+	ProbeResult r;
+	if (!precheck(spec, a, ksyms, r))
+		return r;
+	std::string prog = program_for(spec, a);
+	try {
+		SkelPtr skel = open_probe_skeleton({prog});
 		struct bpf_program *p = bpf_object__find_program_by_name(skel->obj, prog.c_str());
 		if (a == Attach::Fentry && bpf_program__set_attach_target(p, 0, r.function.c_str())) {
 			r.error = errno;
@@ -74,14 +113,62 @@ static ProbeResult probe_one(const HookSpec &spec, Attach a, const Kallsyms &ksy
 				    strerror(r.error) + attach_hint(a, r.error);
 			return r;
 		}
-		LinkPtr link = attach_program(skel.get(), {spec.name, a, r.function, prog}, spec.is_return);
-		r.ok = true;
-		r.message = std::string(attach_name(a)) + ": ok";
+		std::vector<LinkPtr> links;
+		attach_one(skel.get(), spec, a, r, links);
 	} catch (const std::exception &e) {
 		r.error = errno ? errno : EINVAL;
 		r.message = std::string(attach_name(a)) + ": " + e.what();
 	}
 	return r;
+}
+
+// The hooks `specs` with attach type `a` in one object: one load (one parse of the kernel's BTF, one
+// verification pass per program) instead of one per hook. If that load fails, each hook is probed alone,
+// so every result and message is the one a probe of that hook alone gives.
+static void probe_together(const std::vector<const HookSpec *> &specs, Attach a, const Kallsyms &ksyms,
+			   ProbeResults &out)
+{
+	std::vector<const HookSpec *> ready;
+	for (const HookSpec *spec : specs) {
+		ProbeResult r;
+		if (precheck(*spec, a, ksyms, r))
+			ready.push_back(spec);
+		out[spec->name][a] = r;
+	}
+	bool together = ready.size() > 1;
+	if (together) {
+		try {
+			std::vector<std::string> progs;
+			for (const HookSpec *spec : ready)
+				progs.push_back(program_for(*spec, a));
+			SkelPtr skel = open_probe_skeleton(progs);
+			std::vector<const HookSpec *> loadable;
+			for (const HookSpec *spec : ready) {
+				ProbeResult &r = out[spec->name][a];
+				struct bpf_program *p = bpf_object__find_program_by_name(skel->obj, program_for(*spec, a).c_str());
+				if (a == Attach::Fentry && bpf_program__set_attach_target(p, 0, r.function.c_str())) {
+					// no BTF for the function (6.1: nf_ct_resolve_clash): what probe_one says
+					r.error = errno;
+					r.message = std::string("fentry: ") + r.function + ": " + strerror(r.error) + attach_hint(a, r.error);
+					bpf_program__set_autoload(p, false);
+				} else {
+					loadable.push_back(spec);
+				}
+			}
+			ready = loadable;
+			if (ready.empty())
+				return;
+			if (ctct_bpf__load(skel.get()) == 0) {
+				std::vector<LinkPtr> links;
+				for (const HookSpec *spec : ready)
+					attach_one(skel.get(), *spec, a, out[spec->name][a], links);
+				return;
+			}
+		} catch (const std::exception &) {
+		}
+	}
+	for (const HookSpec *spec : ready)
+		out[spec->name][a] = probe_one(*spec, a, ksyms);
 }
 
 ProbeResults probe_for(Backend backend, const Kallsyms &ksyms, bool verbose, bool exhaustive)
@@ -92,18 +179,27 @@ ProbeResults probe_for(Backend backend, const Kallsyms &ksyms, bool verbose, boo
 	libbpf_print_fn_t old = libbpf_set_print(nullptr);
 	if (verbose)
 		libbpf_set_print(old);
-	for (const auto &spec : hook_table()) {
-		if (!spec.tp_prog.empty()) {
+	std::vector<const HookSpec *> functions;
+	for (const auto &spec : hook_table())
+		if (!spec.tp_prog.empty())
 			out[spec.name][Attach::TpBtf] = probe_one(spec, Attach::TpBtf, ksyms);
-			continue;
+		else
+			functions.push_back(&spec);
+	// Each probe loads and attaches a program (a trampoline costs an RCU-tasks grace period), so
+	// tracing tries a hook's next attach type only where the previous failed; `features` tries them all.
+	for (Attach a : exhaustive ? std::vector<Attach>{Attach::Fentry, Attach::Kprobe} : allowed_attaches(backend)) {
+		std::vector<const HookSpec *> todo;
+		for (const HookSpec *spec : functions) {
+			auto it = out.find(spec->name);
+			bool done = false;
+			if (it != out.end())
+				for (const auto &kv : it->second)
+					done |= kv.second.ok;
+			if (exhaustive || !done)
+				todo.push_back(spec);
 		}
-		// Each probe loads and attaches a program (a trampoline costs an RCU-tasks grace period), so
-		// tracing stops at the first attach type that works; `features` tries them all.
-		for (Attach a : exhaustive ? std::vector<Attach>{Attach::Fentry, Attach::Kprobe} : allowed_attaches(backend)) {
-			out[spec.name][a] = probe_one(spec, a, ksyms);
-			if (out[spec.name][a].ok && !exhaustive)
-				break;
-		}
+		if (!todo.empty())
+			probe_together(todo, a, ksyms, out);
 	}
 	libbpf_set_print(old);
 	return out;
