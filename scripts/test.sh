@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests (no root), kernel tests on this host, then end-to-end tests on Debian's
-# 6.1 and 6.12 kernels booted under qemu (root; downloads the two kernel packages once into ~/.cache).
+# 6.1 and 6.12 kernels booted under qemu, and a short run on their PREEMPT_RT flavours (root; downloads
+# the four kernel packages once into ~/.cache).
 # Ends with one line "N passed, N failed" counting the suites.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,15 +18,17 @@ suite() { # suite NAME COMMAND...
 # The VM suites, one after the other. Side by side (tried) they took 50 and 52 min, against about 30 each in
 # a row: under TCG the guests are CPU-bound on this 2-core machine, and each came within 8 min of its
 # 60 min timeout. Each writes its own log, printed whole. usage: vm_suites SERIES...
+# SMOKE=smoke: the short run for a flavour (tests/vm/e2e.sh).
 vm_suites() {
-	local k rc t0
+	local k rc t0 what="every backend"
+	[ -z "${SMOKE:-}" ] || what="smoke: features, selftest per backend, one confirm-drop run"
 	mkdir -p "$build/vm-out"
 	for k in "$@"; do
 		t0=$SECONDS
 		"$root/scripts/vm/run.sh" --kernel "$k" --out "$build/vm-out/$k" --timeout 3600 \
-			--env CTCT_BUILD="$build" -- "$root/tests/vm/e2e.sh" 1 20 >"$build/vm-out/$k.log" 2>&1
+			--env CTCT_BUILD="$build" -- "$root/tests/vm/e2e.sh" 1 20 ${SMOKE:-} >"$build/vm-out/$k.log" 2>&1
 		rc=$?
-		echo "=== VM $k: every backend (tests/vm/e2e.sh)"
+		echo "=== VM $k: $what (tests/vm/e2e.sh)"
 		cat "$build/vm-out/$k.log"
 		if [ "$rc" = 0 ]; then passed=$((passed + 1)); echo "=== VM $k: PASS"; else failed=$((failed + 1)); echo "=== VM $k: FAIL"; fi
 		# the guest's own per-suite times are in its log
@@ -65,8 +68,10 @@ if [ "$(id -u)" = 0 ]; then
 		timeout 300 env CTCT_BUILD="$build" bash "$root/tests/e2e/selftest.sh" auto 3
 	# Debian's own kernels under qemu: fentry, kprobe and tracepoint on 6.1 (nf_reinject era) and 6.12.
 	# Fetch both kernels first: a failed download shows before any VM time is spent.
-	for k in 6.1 6.12; do "$root/scripts/vm/fetch-kernel.sh" "$k" >/dev/null || echo "fetch-kernel.sh $k failed"; done
+	# Then the PREEMPT_RT flavours, short. (Debian's -cloud flavour has no 9p, which this harness boots from.)
+	for k in 6.1 6.12 6.1-rt 6.12-rt; do "$root/scripts/vm/fetch-kernel.sh" "$k" >/dev/null || echo "fetch-kernel.sh $k failed"; done
 	vm_suites 6.1 6.12
+	SMOKE=smoke vm_suites 6.1-rt 6.12-rt
 else
 	echo "not root: kernel tests skipped"
 	failed=$((failed + 1))

@@ -1,15 +1,23 @@
 #!/bin/bash
 # Download and unpack a Debian kernel (vmlinuz + modules) for the VM harness.
-# Usage: fetch-kernel.sh <6.1|6.12>   -> prints the prepared kernel dir on stdout.
+# Usage: fetch-kernel.sh SERIES   -> prints the prepared kernel dir on stdout.
+# SERIES: 6.1 or 6.12 (Debian's generic amd64 flavour), or 6.1-cloud, 6.1-rt, 6.12-cloud, 6.12-rt (the cloud
+# flavour: a smaller config; rt: PREEMPT_RT, other locking).
 set -euo pipefail
 me=fetch-kernel.sh
 die() { echo "$me: $*" >&2; exit 1; }
 
-[ $# -eq 1 ] || die "usage: $me <6.1|6.12>"
+[ $# -eq 1 ] || die "usage: $me 6.1|6.12|6.1-cloud|6.1-rt|6.12-cloud|6.12-rt"
+flavour=
 case "$1" in
-  6.1)  re='^linux-image-6\.1\.0-[0-9]+-amd64-unsigned$';      pat='linux-image-6.1.0-*-amd64-unsigned' ;;
-  6.12) re='^linux-image-6\.12\.[0-9]+\+deb12-amd64-unsigned$'; pat='linux-image-6.12.*+deb12-amd64-unsigned' ;;
-  *)    die "unknown kernel series '$1' (want 6.1 or 6.12)" ;;
+  *-cloud|*-rt) flavour=${1#*-}- ;;
+esac
+case "$1" in
+  6.1|6.1-cloud|6.1-rt)
+    re="^linux-image-6\\.1\\.0-[0-9]+-${flavour}amd64-unsigned\$";      pat="linux-image-6.1.0-*-${flavour}amd64-unsigned" ;;
+  6.12|6.12-cloud|6.12-rt)
+    re="^linux-image-6\\.12\\.[0-9]+\\+deb12-${flavour}amd64-unsigned\$"; pat="linux-image-6.12.*+deb12-${flavour}amd64-unsigned" ;;
+  *) die "unknown kernel series '$1' (want 6.1, 6.12, 6.1-cloud, 6.1-rt, 6.12-cloud or 6.12-rt)" ;;
 esac
 
 cache="${CTCT_CACHE:-$HOME/.cache/ctconfirm-trace}/kernels"

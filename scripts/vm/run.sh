@@ -1,7 +1,7 @@
 #!/bin/bash
 # Boot a Debian kernel under qemu (TCG) with this machine's / as the VM's root
 # (read-only, tmpfs overlay) and run one script inside.
-# Usage: run.sh --kernel 6.1|6.12 --out DIR [--timeout SEC] [--icount SHIFT] [--smp N] [--env K=V ...] -- SCRIPT [ARGS...]
+# Usage: run.sh --kernel SERIES (6.1, 6.12, 6.1-rt, 6.12-rt: fetch-kernel.sh) --out DIR [--timeout SEC] [--icount SHIFT] [--smp N] [--env K=V ...] -- SCRIPT [ARGS...]
 # --icount SHIFT: the guest's clock counts instructions (2^SHIFT ns each; vCPUs run in turn, on one host
 # thread), not the host's time: a rate measured inside then does not depend on what else the host does,
 # so ratios of a few percent resolve (bench/datapath.sh). Idle time is skipped (sleep=off). With --smp 1
@@ -10,7 +10,7 @@
 set -euo pipefail
 me=run.sh
 die() { echo "$me: $*" >&2; exit 125; }
-usage="usage: $me --kernel 6.1|6.12 --out DIR [--timeout SEC] [--icount SHIFT] [--smp N] [--env K=V ...] -- SCRIPT [ARGS...]"
+usage="usage: $me --kernel 6.1|6.12|6.1-rt|6.12-rt --out DIR [--timeout SEC] [--icount SHIFT] [--smp N] [--env K=V ...] -- SCRIPT [ARGS...]"
 
 series='' out='' timeout=900 icount='' smp=2 envs=()
 while [ $# -gt 0 ]; do

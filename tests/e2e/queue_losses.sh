@@ -6,7 +6,8 @@
 #   socket overflow   tiny rcvbuf, listener stalls queue_drop/socket_overflow == Δuser_dropped == lost
 #   no listener       no process on the queue     queue_drop/no_listener == lost == sent
 #   no listener + --queue-bypass                   nothing lost, no loss event (queue_bypass with hooks)
-# and filters: --port/--addr/--proto that must and must not match the same traffic.
+# and filters: --port/--addr/--proto/--netns that must and must not match the same traffic (tracers beside
+# the verdict-drop case's).
 # usage: queue_losses.sh BACKEND [FLOWS]     (root; BACKEND: auto|fentry|kprobe|tracepoint; FILTERS=0 skips
 # the filter cases, which exercise the same BPF code with every backend; TRACER_FLAGS are passed to the
 # tracer, e.g. --exact-queue-errors or --no-queue-hooks)
@@ -39,19 +40,76 @@ case_run() { # case_run NAME LISTENER_ARGS|none SPORT_BASE [tracer flags...]
 	fi
 	QD0=$(nfq_stat queue_dropped) UD0=$(nfq_stat user_dropped) IF0=$(ct_stat insert_failed)
 	start_tracer "$BACKEND" "$@" || { not_ok "$TAG: tracer did not start"; topo_down; return 1; }
+	[ -z "${EXTRA_START:-}" ] || $EXTRA_START || { not_ok "$TAG: $EXTRA_START failed"; topo_down; return 1; }
 	read -r SENT RECV < <(RECV_IDLE_MS=${RECV_IDLE_MS:-3000} burst "$base")
 	sleep 1.5
 	# read the queue's counters while its listener is still bound (they vanish with it)
 	QD1=$(nfq_stat queue_dropped) UD1=$(nfq_stat user_dropped) IF1=$(ct_stat insert_failed)
 	stop_tracer || not_ok "$TAG: tracer exit status $?"
+	[ -z "${EXTRA_STOP:-}" ] || $EXTRA_STOP
 	LOST=$((SENT - RECV)) DQD=$((QD1 - QD0)) DUD=$((UD1 - UD0)) DIF=$((IF1 - IF0))
 	check "$TAG: no confirm drops in this case (Δinsert_failed)" "$DIF" 0
 	check "$TAG: no confirm_drop events" "$(count_events confirm_drop)" 0
 	return 0
 }
 
-# 1. the listener drops everything
-if case_run "verdict drop" "0 --verdict drop" 41000; then
+# Filters, in the kernel: tracers beside the one case 1 checks, on the same traffic, each with a filter that
+# must match every packet (all) or none (0). One tracer per filter, started together: one case instead of one
+# per filter. Entries: DESCRIPTION|EXPECTED|NETNS (router, or self: another namespace)|FLAGS
+FILTER_CASES=(
+	"--port $DPORT matches|all|router|--port $DPORT"
+	"--port 5999 excludes|0|router|--port 5999"
+	"--addr 10.231.1.0/24 matches|all|router|--addr 10.231.1.0/24"
+	"--addr 10.231.2.1 (NAT address, reply side) matches|all|router|--addr 10.231.2.1"
+	"--addr 192.0.2.0/24 excludes|0|router|--addr 192.0.2.0/24"
+	"--addr fd00:231:1::/64 excludes IPv4|0|router|--addr fd00:231:1::/64"
+	"--proto udp matches|all|router|--proto udp"
+	"--proto tcp excludes|0|router|--proto tcp"
+	"--netns of another namespace excludes|0|self|"
+)
+FILTER_PIDS=()
+start_filter_tracers() {
+	local i desc want ns flags netns
+	FILTER_PIDS=()
+	for i in "${!FILTER_CASES[@]}"; do
+		IFS='|' read -r desc want ns flags <<<"${FILTER_CASES[$i]}"
+		netns=$(netns_inode "$RTR")
+		[ "$ns" = self ] && netns=$(stat -L -c %i /proc/self/ns/net)
+		# shellcheck disable=SC2086
+		"$TRACER" --json --backend "$BACKEND" --netns "$netns" ${TRACER_FLAGS:-} $flags \
+			>"$WORK/filter.$i.json" 2>"$WORK/filter.$i.err" &
+		FILTER_PIDS+=($!)
+	done
+	for i in "${!FILTER_PIDS[@]}"; do
+		wait_started "${FILTER_PIDS[$i]}" "$WORK/filter.$i.json" "$WORK/filter.$i.err" || return 1
+	done
+}
+stop_filter_tracers() {
+	local i
+	for i in "${!FILTER_PIDS[@]}"; do kill -INT "${FILTER_PIDS[$i]}" 2>/dev/null; done
+	for i in "${!FILTER_PIDS[@]}"; do
+		wait "${FILTER_PIDS[$i]}" || not_ok "$BACKEND filter ${FILTER_CASES[$i]%%|*}: tracer exit status $?"
+	done
+	FILTER_PIDS=()
+}
+filter_checks() {
+	local i desc want ns flags
+	for i in "${!FILTER_CASES[@]}"; do
+		IFS='|' read -r desc want ns flags <<<"${FILTER_CASES[$i]}"
+		[ "$want" = all ] && want=$LOST
+		check "$BACKEND filter $desc: verdict_drop events" \
+			"$(jq -c 'select(.type == "verdict_drop")' "$WORK/filter.$i.json" | wc -l)" "$want"
+		check "$BACKEND filter $desc: no confirm_drop events" \
+			"$(jq -c 'select(.type == "confirm_drop")' "$WORK/filter.$i.json" | wc -l)" 0
+	done
+}
+filters=
+[ "${FILTERS:-1}" = 0 ] || filters=1
+
+# 1. the listener drops everything (and, with filters, the filter tracers watch the same traffic)
+if EXTRA_START=${filters:+start_filter_tracers} EXTRA_STOP=${filters:+stop_filter_tracers} \
+	case_run "verdict drop" "0 --verdict drop" 41000; then
+	[ -z "$filters" ] || filter_checks
 	check "$TAG: all lost" "$LOST" "$FLOWS"
 	vcause=listener_verdict
 	verdict_hooked || vcause=listener_verdict_or_later_hook
@@ -114,26 +172,5 @@ if QUEUE_OPTS=--queue-bypass case_run "no listener, bypass" none 45000; then
 	fi
 fi
 topo_down
-
-# 6. filters, in the kernel: the verdict-drop case again, with filters that match and that do not
-filter_case() { # filter_case DESCRIPTION EXPECTED tracer-flags...
-	local desc=$1 want=$2; shift 2
-	if case_run "filter $desc" "0 --verdict drop" 46000 "$@"; then
-		local n; n=$(count_events verdict_drop)
-		[ "$want" = all ] && want=$LOST
-		check "$TAG: verdict_drop events" "$n" "$want"
-	fi
-	topo_down
-}
-if [ "${FILTERS:-1}" = 0 ]; then finish; exit; fi
-filter_case "--port $DPORT matches" all --port $DPORT
-filter_case "--port 5999 excludes" 0 --port 5999
-filter_case "--addr 10.231.1.0/24 matches" all --addr 10.231.1.0/24
-filter_case "--addr 10.231.2.1 (NAT address, reply side) matches" all --addr 10.231.2.1
-filter_case "--addr 192.0.2.0/24 excludes" 0 --addr 192.0.2.0/24
-filter_case "--addr fd00:231:1::/64 excludes IPv4" 0 --addr fd00:231:1::/64
-filter_case "--proto udp matches" all --proto udp
-filter_case "--proto tcp excludes" 0 --proto tcp
-TRACE_NETNS=$(stat -L -c %i /proc/self/ns/net) filter_case "--netns of another namespace excludes" 0
 
 finish
