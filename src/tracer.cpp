@@ -163,23 +163,39 @@ Tracer::Tracer(const Plan &plan, const TracerOptions &opts, EventFn on_event) : 
 		seeded_ = seed_baselines();
 	for (const auto &h : hooks)
 		links_.push_back(attach_program(skel_.get(), h, is_return_hook(h.hook)));
+	batch_.reserve(kMaxBatch);
 	ring_.reset(ring_buffer__new(bpf_map__fd(skel_->maps.events), ring_cb, this, nullptr));
 	if (!ring_)
 		throw std::runtime_error(std::string("cannot open ring buffer: ") + strerror(errno));
 }
 
+// ring_cb's "batch full": libbpf stops consuming at a negative return, the record already consumed. Not an
+// errno that epoll_wait returns.
+static constexpr int kBatchFull = -ECANCELED;
+
 int Tracer::ring_cb(void *ctx, void *data, size_t size)
 {
+	auto *t = static_cast<Tracer *>(ctx);
 	ctct_event e;
 	if (!decode_event(data, size, e))
 		return 0; // cannot happen with one producer layout; never read past the record
-	static_cast<Tracer *>(ctx)->on_event_(e);
-	return 0;
+	t->batch_.push_back(e);
+	return t->batch_.size() >= kMaxBatch ? kBatchFull : 0;
 }
 
 int Tracer::poll(int timeout_ms)
 {
-	return ring_buffer__poll(ring_.get(), timeout_ms);
+	int n = ring_buffer__poll(ring_.get(), timeout_ms), total = 0;
+	for (;;) {
+		for (const auto &e : batch_)
+			on_event_(e);
+		total += (int)batch_.size();
+		batch_.clear();
+		if (n != kBatchFull)
+			break;
+		n = ring_buffer__consume(ring_.get()); // the rest, without waiting
+	}
+	return n < 0 ? n : total;
 }
 
 std::vector<uint64_t> Tracer::counters() const
