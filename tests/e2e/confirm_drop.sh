@@ -5,32 +5,42 @@
 # in queue is at least the listener's hold time and below a sane bound. A control run (no collision,
 # an ordinary DROP rule after the queue) must give zero confirm_drop events, and no verdict_drop that
 # blames the listener (it accepted everything).
-# usage: confirm_drop.sh BACKEND [RUNS] [PAIRS]     (root; BACKEND: auto|fentry|kprobe|tracepoint)
+# usage: confirm_drop.sh BACKEND [RUNS] [PAIRS]     (root; BACKEND: auto|fentry|kprobe|tracepoint;
+# TRACERS="BACKEND [FLAGS];..." instead: one tracer per entry on the same traffic, each checked, lib.sh)
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 BACKEND=${1:?backend}
 RUNS=${2:-3}
 PAIRS=${3:-20}
 HOLD_MS=200
+# every run has packets that must arrive (the winners, the accepted half): wait for the first one up to 15 s
+# (under emulation with five tracers on the path, all 20 winners once came after the receiver's 3 s)
+export RECV_FIRST_MS=15000
 trap cleanup EXIT INT TERM
 
 collision_run() { # collision_run FAMILY RUN
-	local fam=$1 run=$2 tag="$BACKEND ipv$1 run $2"
+	local fam=$1 run=$2 tag="ipv$1 run $2"
 	topo_up && queue_after_nat && start_listener $HOLD_MS || { not_ok "$tag: setup failed"; topo_down; return; }
 	local if0 drop0 if1 drop1 sent recv
 	if0=$(ct_stat insert_failed) drop0=$(ct_stat drop)
-	start_tracer "$BACKEND" || { not_ok "$tag: tracer did not start"; topo_down; return; }
+	start_tracers || { not_ok "$tag: tracer did not start"; topo_down; return; }
 	read -r sent recv < <(pairs_traffic "$fam" "$PAIRS" 40000 40000)
 	sleep 1.5 # let pending drops without a free be swept (1 s) before stopping
-	stop_tracer || not_ok "$tag: tracer exit status $?"
+	stop_tracers
 	if1=$(ct_stat insert_failed) drop1=$(ct_stat drop)
-	local lost=$((sent - recv)) dif=$((if1 - if0)) ddrop=$((drop1 - drop0))
+	LOST=$((sent - recv)) DIF=$((if1 - if0))
+	check "$tag: packets lost == pairs" "$LOST" "$PAIRS"
+	check "$tag: Δinsert_failed == lost" "$DIF" "$LOST"
+	check "$tag: Δdrop == lost" "$((drop1 - drop0))" "$LOST"
+	each_tracer collision_checks "$fam" "$run"
+	topo_down
+}
+
+collision_checks() { # collision_checks FAMILY RUN: what one tracer reported of the run
+	local fam=$1 tag="$TLABEL ipv$1 run $2"
 	local events
 	events=$(events_of_type confirm_drop | wc -l)
-	check "$tag: packets lost == pairs" "$lost" "$PAIRS"
-	check "$tag: Δinsert_failed == lost" "$dif" "$lost"
-	check "$tag: Δdrop == lost" "$ddrop" "$lost"
-	check "$tag: confirm_drop events == Δinsert_failed" "$events" "$dif"
+	check "$tag: confirm_drop events == Δinsert_failed" "$events" "$DIF"
 	# Every loser tuple is one we sent (original direction, before NAT).
 	local unknown
 	unknown=$(events_of_type confirm_drop | jq -r '"\(.loser.orig.src) \(.loser.orig.sport) \(.loser.orig.dst) \(.loser.orig.dport)"' |
@@ -42,7 +52,7 @@ collision_run() { # collision_run FAMILY RUN
 	check "$tag: reply tuples towards the SNAT address" \
 		"$(events_of_type confirm_drop | jq -r .loser.reply.dst | grep -vcxF $rtr_addr)" 0
 	local lost_events
-	lost_events=$(jq -r 'select(.type == "summary") | [.losses.ringbuf_full, .losses.pending_map_full] | add' "$WORK/trace.json")
+	lost_events=$(jq -r 'select(.type == "summary") | [.losses.ringbuf_full, .losses.pending_map_full] | add' "$TRACE_JSON")
 	check "$tag: ring buffer / map losses" "$lost_events" 0
 	if [ "$(trace_mode)" = function ] && ! queue_hooked; then
 		# --no-queue-hooks: the same drops and winners, but no queue records
@@ -74,23 +84,28 @@ collision_run() { # collision_run FAMILY RUN
 		check "$tag: time in queue reported as null (not observable)" \
 			"$(events_of_type confirm_drop | jq -r 'select(.queue != null) | 1' | wc -l)" 0
 	fi
-	topo_down
 }
 
 control_run() {
-	local tag="$BACKEND control (rule DROP after the queue)"
+	local tag="control (rule DROP after the queue)"
 	topo_up && queue_after_nat && drop_after_queue 41000 41999 && start_listener $HOLD_MS ||
 		{ not_ok "$tag: setup failed"; topo_down; return; }
 	local if0 if1 sent recv
 	if0=$(ct_stat insert_failed)
-	start_tracer "$BACKEND" || { not_ok "$tag: tracer did not start"; topo_down; return; }
+	start_tracers || { not_ok "$tag: tracer did not start"; topo_down; return; }
 	# Distinct source ports: no collision; every B packet is dropped by the rule.
 	read -r sent recv < <(pairs_traffic 4 "$PAIRS" 40000 41000)
 	sleep 1.5
-	stop_tracer || not_ok "$tag: tracer exit status $?"
+	stop_tracers
 	if1=$(ct_stat insert_failed)
 	check "$tag: packets lost == pairs" "$((sent - recv))" "$PAIRS"
 	check "$tag: Δinsert_failed" "$((if1 - if0))" 0
+	each_tracer control_checks
+	topo_down
+}
+
+control_checks() {
+	local tag="$TLABEL control (rule DROP after the queue)"
 	check "$tag: confirm_drop events" "$(events_of_type confirm_drop | wc -l)" 0
 	# The listener accepted everything. With the reinject hook that is seen: no verdict_drop. Without it
 	# (tracepoint mode, function mode by default) a free inside the reinject function is seen, which a rule
@@ -105,7 +120,6 @@ control_run() {
 		check "$tag: verdict_drop events claiming the listener" \
 			"$(events_of_type verdict_drop | jq -r 'select(.cause == "listener_verdict") | 1' | wc -l)" 0
 	fi
-	topo_down
 }
 
 # The case tracepoint mode cannot tell from a listener's drop: an xt DROP (iptables-legacy, mangle
@@ -113,7 +127,7 @@ control_run() {
 # the reinject function frees the packet at the same call as a listener's NF_DROP (nfqnl_reinject+0x95
 # on 6.18). nft's own DROP is freed inside nft_do_chain instead (control_run above: no event).
 control_xt_run() {
-	local tag="$BACKEND control (xt DROP in the queue's hook)" sent recv lost
+	local tag="control (xt DROP in the queue's hook)" sent recv
 	topo_up || { not_ok "$tag: setup failed"; topo_down; return; }
 	modprobe -q iptable_mangle 2>/dev/null # Debian: a module iptables-legacy does not load by itself here
 	in_ns "$RTR" iptables-nft -t mangle -N CTCTQ &&
@@ -122,27 +136,32 @@ control_xt_run() {
 		in_ns "$RTR" nft add rule ip mangle ctct_post jump CTCTQ &&
 		in_ns "$RTR" iptables-legacy -t mangle -A POSTROUTING -p udp --sport 41000:41999 -j DROP &&
 		start_listener $HOLD_MS || { not_ok "$tag: setup failed"; topo_down; return; }
-	start_tracer "$BACKEND" || { not_ok "$tag: tracer did not start"; topo_down; return; }
+	start_tracers || { not_ok "$tag: tracer did not start"; topo_down; return; }
 	read -r sent recv < <(pairs_traffic 4 "$PAIRS" 40000 41000)
 	sleep 1.5
-	stop_tracer || not_ok "$tag: tracer exit status $?"
-	lost=$((sent - recv))
-	check "$tag: packets lost == pairs" "$lost" "$PAIRS"
+	stop_tracers
+	LOST=$((sent - recv))
+	check "$tag: packets lost == pairs" "$LOST" "$PAIRS"
+	each_tracer control_xt_checks
+	in_ns "$RTR" iptables-legacy -t mangle -F POSTROUTING
+	topo_down
+}
+
+control_xt_checks() {
+	local tag="$TLABEL control (xt DROP in the queue's hook)"
 	check "$tag: confirm_drop events" "$(events_of_type confirm_drop | wc -l)" 0
 	if verdict_hooked; then
 		check "$tag: verdict_drop events (the listener accepted all)" "$(events_of_type verdict_drop | wc -l)" 0
 	else
 		check "$tag: verdict_drop events, cause listener_verdict_or_later_hook" \
-			"$(events_of_type verdict_drop | jq -r 'select(.cause == "listener_verdict_or_later_hook") | 1' | wc -l)" "$lost"
+			"$(events_of_type verdict_drop | jq -r 'select(.cause == "listener_verdict_or_later_hook") | 1' | wc -l)" "$LOST"
 	fi
 	if queue_hooked && ! verdict_hooked; then
 		# new flows: each was recorded at enqueue, its record closed where it was freed
 		check "$tag: verdict drops name queue $QUEUE, time to the free" \
 			"$(events_of_type verdict_drop | jq -r 'select(.queue.num == '"$QUEUE"' and .queue.latency_to == "free"
-				and .queue.verdict == null) | 1' | wc -l)" "$lost"
+				and .queue.verdict == null) | 1' | wc -l)" "$LOST"
 	fi
-	in_ns "$RTR" iptables-legacy -t mangle -F POSTROUTING
-	topo_down
 }
 
 for run in $(seq "$RUNS"); do

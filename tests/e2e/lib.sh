@@ -127,6 +127,8 @@ topo_down() {
 
 cleanup() {
 	[ -n "${TRACER_PID:-}" ] && kill -INT "$TRACER_PID" 2>/dev/null && wait "$TRACER_PID" 2>/dev/null
+	local p
+	for p in "${TRACER_PIDS[@]}"; do kill -INT "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
 	[ -n "${SINK_PID:-}" ] && kill "$SINK_PID" 2>/dev/null
 	[ -n "${TRACE_FIFO:-}" ] && rm -f "$TRACE_FIFO"
 	topo_down
@@ -180,7 +182,8 @@ send_traffic() {
 	rm -f "$WORK/recv.out"
 	# the receiver stops after RECV_IDLE_MS without a datagram, counted from when it is ready: a case
 	# whose listener holds packets must allow for the hold plus the send (slow under emulation)
-	in_ns "$SRV" "$HELPERS/udp_burst" recv "$DST" $DPORT "${RECV_IDLE_MS:-3000}" >"$WORK/recv.out" &
+	# (RECV_FIRST_MS: how long the first datagram may take, where the test knows some must arrive)
+	in_ns "$SRV" "$HELPERS/udp_burst" recv "$DST" $DPORT "${RECV_IDLE_MS:-3000}" "${RECV_FIRST_MS:-${RECV_IDLE_MS:-3000}}" >"$WORK/recv.out" &
 	local rpid=$! i src sport sent
 	local -a sources=()
 	for i in $(seq 50); do grep -q ready "$WORK/recv.out" 2>/dev/null && break; sleep 0.1; done
@@ -256,14 +259,63 @@ stop_tracer() {
 	return $rc
 }
 
-events_of_type() { jq -c "select(.type == \"$1\")" "$WORK/trace.json"; }
+# Tracers side by side: TRACERS="BACKEND [FLAGS];BACKEND [FLAGS];..." runs one tracer per entry on the same
+# traffic, each with its own output ($WORK/trace.tI.json); the test's checks then run once per entry
+# (each_tracer). Unset: one tracer, the test's BACKEND with $TRACER_FLAGS. One traffic run then tests every
+# backend and flag set that the kernel offers, instead of one run each: the kernel counts once, and each
+# tracer must account for that count by itself.
+tracer_entries() { # the entries, one per line
+	if [ -n "${TRACERS:-}" ]; then tr ';' '\n' <<<"$TRACERS" | sed '/^ *$/d'; else echo "$BACKEND ${TRACER_FLAGS:-}"; fi
+}
+TRACER_PIDS=()
+start_tracers() { # start_tracers [flags for every tracer]
+	local i=0 entry backend flags netns
+	TRACER_PIDS=() TRACER_LABELS=()
+	netns=${TRACE_NETNS:-$(netns_inode "$RTR")}
+	while read -r backend flags; do
+		rm -f "$WORK/trace.t$i.json" "$WORK/trace.t$i.err"
+		# shellcheck disable=SC2086
+		"$TRACER" --json --backend "$backend" --netns "$netns" $flags "$@" \
+			>"$WORK/trace.t$i.json" 2>"$WORK/trace.t$i.err" &
+		TRACER_PIDS+=($!)
+		TRACER_LABELS+=("$(echo "$backend $flags" | sed 's/ *$//')")
+		i=$((i + 1))
+	done < <(tracer_entries)
+	for i in "${!TRACER_PIDS[@]}"; do
+		wait_started "${TRACER_PIDS[$i]}" "$WORK/trace.t$i.json" "$WORK/trace.t$i.err" || {
+			for i in "${TRACER_PIDS[@]}"; do kill -INT "$i" 2>/dev/null && wait "$i" 2>/dev/null; done
+			TRACER_PIDS=()
+			return 1
+		}
+	done
+}
+stop_tracers() { # SIGINT to all, then each one's exit status checked
+	local i rc
+	for i in "${!TRACER_PIDS[@]}"; do kill -INT "${TRACER_PIDS[$i]}" 2>/dev/null; done
+	for i in "${!TRACER_PIDS[@]}"; do
+		wait "${TRACER_PIDS[$i]}"
+		rc=$?
+		[ $rc = 0 ] || not_ok "${TRACER_LABELS[$i]}: tracer exit status $rc ($(head -c 300 "$WORK/trace.t$i.err"))"
+		TRACE_N=$((${TRACE_N:-0} + 1))
+		cp "$WORK/trace.t$i.json" "$WORK/trace.$TRACE_N.json" # kept with KEEP=1 for a failing run
+	done
+	TRACER_PIDS=()
+}
+each_tracer() { # each_tracer FUNCTION [ARGS]: FUNCTION once per tracer, with TRACE_JSON and TLABEL set
+	local i
+	for i in "${!TRACER_LABELS[@]}"; do
+		TRACE_JSON=$WORK/trace.t$i.json TLABEL=${TRACER_LABELS[$i]} "$@"
+	done
+}
+
+events_of_type() { jq -c "select(.type == \"$1\")" "${TRACE_JSON:-$WORK/trace.json}"; }
 
 # The mode the tracer reported in its start line: function or tracepoint. (jq -e on a stream of lines
 # exits 4 in jq 1.6 even when the match printed true, so compare text.)
-trace_mode() { jq -r 'select(.type == "start") | .mode' "$WORK/trace.json"; }
+trace_mode() { jq -r 'select(.type == "start") | .mode' "${TRACE_JSON:-$WORK/trace.json}"; }
 # function mode with the queue path hooked (not --no-queue-hooks): drops of new flows' packets name their
 # queue and time in it
 queue_hooked() { [ "$(trace_mode)" = function ] && has_hook enqueue; }
 # ... and the listener's verdicts are seen (--verdict-hook): a verdict drop is told from a later hook's
 verdict_hooked() { [ "$(trace_mode)" = function ] && has_hook reinject; }
-has_hook() { [ "$(jq -r --arg h "$1" 'select(.type == "start") | [.hooks[].hook] | index($h) != null' "$WORK/trace.json")" = true ]; }
+has_hook() { [ "$(jq -r --arg h "$1" 'select(.type == "start") | [.hooks[].hook] | index($h) != null' "${TRACE_JSON:-$WORK/trace.json}")" = true ]; }

@@ -10,7 +10,8 @@
 # the verdict-drop case's).
 # usage: queue_losses.sh BACKEND [FLOWS]     (root; BACKEND: auto|fentry|kprobe|tracepoint; FILTERS=0 skips
 # the filter cases, which exercise the same BPF code with every backend; TRACER_FLAGS are passed to the
-# tracer, e.g. --exact-queue-errors or --no-queue-hooks)
+# tracer, e.g. --exact-queue-errors or --no-queue-hooks; TRACERS="BACKEND [FLAGS];...": one tracer per entry
+# on the same traffic, each checked, lib.sh; the filter tracers then use BACKEND)
 # Function backends find a failed enqueue where nf_queue() frees it (source free_location) unless
 # --exact-queue-errors hooks nfqnl_enqueue_packet's return (source queue_hook); both must name the queue.
 set -uo pipefail
@@ -24,33 +25,39 @@ burst() { flow_traffic 4 "$FLOWS" "$1" 1; }
 
 count_events() { # count_events TYPE [CAUSE]
 	if [ -n "${2:-}" ]; then
-		jq -c "select(.type == \"$1\" and .cause == \"$2\")" "$WORK/trace.json" | wc -l
+		jq -c "select(.type == \"$1\" and .cause == \"$2\")" "$TRACE_JSON" | wc -l
 	else
 		events_of_type "$1" | wc -l
 	fi
 }
 
-case_run() { # case_run NAME LISTENER_ARGS|none SPORT_BASE [tracer flags...]
-	local name=$1 largs=$2 base=$3; shift 3
-	TAG="$BACKEND $name"
+case_run() { # case_run NAME LISTENER_ARGS|none SPORT_BASE CHECKS [tracer flags...]: CHECKS once per tracer
+	local name=$1 largs=$2 base=$3 checks=$4; shift 4
+	TAG=$name
 	topo_up && queue_after_nat || { not_ok "$TAG: setup failed"; topo_down; return 1; }
 	if [ "$largs" != none ]; then
 		# shellcheck disable=SC2086
 		start_listener $largs || { not_ok "$TAG: listener did not start"; topo_down; return 1; }
 	fi
 	QD0=$(nfq_stat queue_dropped) UD0=$(nfq_stat user_dropped) IF0=$(ct_stat insert_failed)
-	start_tracer "$BACKEND" "$@" || { not_ok "$TAG: tracer did not start"; topo_down; return 1; }
+	start_tracers "$@" || { not_ok "$TAG: tracer did not start"; topo_down; return 1; }
 	[ -z "${EXTRA_START:-}" ] || $EXTRA_START || { not_ok "$TAG: $EXTRA_START failed"; topo_down; return 1; }
 	read -r SENT RECV < <(RECV_IDLE_MS=${RECV_IDLE_MS:-3000} burst "$base")
 	sleep 1.5
 	# read the queue's counters while its listener is still bound (they vanish with it)
 	QD1=$(nfq_stat queue_dropped) UD1=$(nfq_stat user_dropped) IF1=$(ct_stat insert_failed)
-	stop_tracer || not_ok "$TAG: tracer exit status $?"
+	stop_tracers
 	[ -z "${EXTRA_STOP:-}" ] || $EXTRA_STOP
 	LOST=$((SENT - RECV)) DQD=$((QD1 - QD0)) DUD=$((UD1 - UD0)) DIF=$((IF1 - IF0))
 	check "$TAG: no confirm drops in this case (Δinsert_failed)" "$DIF" 0
+	"$checks"
+	each_tracer tracer_checks "$name" "$checks"_tracer
+	topo_down
+}
+tracer_checks() { # tracer_checks NAME FUNCTION: the checks of one tracer's report of the case
+	TAG="$TLABEL $1"
 	check "$TAG: no confirm_drop events" "$(count_events confirm_drop)" 0
-	return 0
+	"$2"
 }
 
 # Filters, in the kernel: tracers beside the one case 1 checks, on the same traffic, each with a filter that
@@ -107,11 +114,12 @@ filters=
 [ "${FILTERS:-1}" = 0 ] || filters=1
 
 # 1. the listener drops everything (and, with filters, the filter tracers watch the same traffic)
-if EXTRA_START=${filters:+start_filter_tracers} EXTRA_STOP=${filters:+stop_filter_tracers} \
-	case_run "verdict drop" "0 --verdict drop" 41000; then
+verdict_drop() {
 	[ -z "$filters" ] || filter_checks
 	check "$TAG: all lost" "$LOST" "$FLOWS"
-	vcause=listener_verdict
+}
+verdict_drop_tracer() {
+	local vcause=listener_verdict
 	verdict_hooked || vcause=listener_verdict_or_later_hook
 	check "$TAG: verdict_drop events ($vcause) == lost" "$(count_events verdict_drop $vcause)" "$LOST"
 	check "$TAG: no queue_drop events" "$(count_events queue_drop)" 0
@@ -125,52 +133,55 @@ if EXTRA_START=${filters:+start_filter_tracers} EXTRA_STOP=${filters:+stop_filte
 			"$(events_of_type verdict_drop | jq -r 'select(.queue.num == '"$QUEUE"' and .queue.hook == "postrouting"
 				and .queue.latency_to == "free" and .queue.verdict == null) | 1' | wc -l)" "$LOST"
 	fi
-fi
-topo_down
+}
+EXTRA_START=${filters:+start_filter_tracers} EXTRA_STOP=${filters:+stop_filter_tracers} \
+	case_run "verdict drop" "0 --verdict drop" 41000 verdict_drop
 
 # 2. queue full: 4 slots, held 1 s, a burst of FLOWS
 # The receiver counts until RECV_IDLE_MS pass without a datagram, from when it is ready; here the first
 # datagram comes only after the send and the 1 s hold. With the default 3 s, one run on 6.1 under TCG
 # with kprobes (host heavily loaded) saw all 20 lost and no event for the 4 accepted ones: most likely
 # the receiver had given up before they came. 8 s here.
-if RECV_IDLE_MS=8000 case_run "queue full" "1000 --maxlen 4" 42000; then
+queue_full() {
 	check "$TAG: lost == FLOWS - 4" "$LOST" $((FLOWS - 4))
 	check "$TAG: Δqueue_dropped == queue-full packets" "$DQD" $((FLOWS - 4))
+}
+queue_full_tracer() {
 	check "$TAG: queue_drop/queue_full events == Δqueue_dropped" "$(count_events queue_drop queue_full)" "$DQD"
 	check "$TAG: no other queue_drop causes" "$(count_events queue_drop)" "$DQD"
 	check "$TAG: queue_drop events name queue $QUEUE" \
 		"$(events_of_type queue_drop | jq -r 'select(.queue.num == '"$QUEUE"') | 1' | wc -l)" "$DQD"
-	qsource=free_location
+	local qsource=free_location
 	[ "$(trace_mode)" = function ] && has_hook enqueue_return && qsource=queue_hook
 	check "$TAG: queue_drop events from $qsource" \
 		"$(events_of_type queue_drop | jq -r 'select(.source == "'"$qsource"'") | 1' | wc -l)" "$DQD"
-fi
-topo_down
+}
+RECV_IDLE_MS=8000 case_run "queue full" "1000 --maxlen 4" 42000 queue_full
 
 # 3. listener socket overflow: smallest receive buffer, the listener does not read for 1 s
-if case_run "socket overflow" "0 --rcvbuf 1 --stall-ms 1000" 43000; then
+socket_overflow() {
 	[ "$DUD" -gt 0 ] && ok "$TAG: the kernel counted user_dropped ($DUD)" || not_ok "$TAG: no user_dropped, case not built"
 	check "$TAG: Δuser_dropped == lost" "$DUD" "$LOST"
+}
+socket_overflow_tracer() {
 	check "$TAG: queue_drop/socket_overflow events == Δuser_dropped" "$(count_events queue_drop socket_overflow)" "$DUD"
 	check "$TAG: no other queue_drop causes" "$(count_events queue_drop)" "$DUD"
-fi
-topo_down
+}
+case_run "socket overflow" "0 --rcvbuf 1 --stall-ms 1000" 43000 socket_overflow
 
 # 4. nobody listens on the queue
-if case_run "no listener" none 44000; then
-	check "$TAG: all lost" "$LOST" "$FLOWS"
-	check "$TAG: queue_drop/no_listener events == lost" "$(count_events queue_drop no_listener)" "$LOST"
-fi
-topo_down
+no_listener() { check "$TAG: all lost" "$LOST" "$FLOWS"; }
+no_listener_tracer() { check "$TAG: queue_drop/no_listener events == lost" "$(count_events queue_drop no_listener)" "$LOST"; }
+case_run "no listener" none 44000 no_listener
 
 # 5. nobody listens, but the rule says --queue-bypass: nothing is lost
-if QUEUE_OPTS=--queue-bypass case_run "no listener, bypass" none 45000; then
-	check "$TAG: nothing lost" "$LOST" 0
+bypass() { check "$TAG: nothing lost" "$LOST" 0; }
+bypass_tracer() {
 	check "$TAG: no queue_drop events" "$(count_events queue_drop)" 0
 	if [ "$(trace_mode)" = function ] && has_hook enqueue_return; then
 		check "$TAG: queue_bypass events == sent" "$(count_events queue_bypass no_listener)" "$SENT"
 	fi
-fi
-topo_down
+}
+QUEUE_OPTS=--queue-bypass case_run "no listener, bypass" none 45000 bypass
 
 finish

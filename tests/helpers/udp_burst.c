@@ -1,7 +1,7 @@
 // UDP traffic for the tests. send: N datagrams from a bound source address and port.
 // sendmany: the same for many sources in one process, so a burst is not spread out by process start-up
 // (under an emulated VM each start takes longer than the listener's hold time).
-// recv: count datagrams until the socket is idle for --idle-ms, print the count.
+// recv: count datagrams until the socket is idle for IDLE_MS (FIRST_MS for the first one), print the count.
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
@@ -27,7 +27,7 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: udp_burst send SRC SPORT DST DPORT COUNT\n"
 			"       udp_burst sendmany DST DPORT COUNT SRC,SPORT...\n"
-			"       udp_burst recv ADDR PORT IDLE_MS\n");
+			"       udp_burst recv ADDR PORT IDLE_MS [FIRST_MS]\n");
 	exit(2);
 }
 
@@ -84,7 +84,7 @@ int main(int argc, char **argv)
 		printf("%d\n", sent);
 		return 0;
 	}
-	if (argc == 5 && !strcmp(argv[1], "recv")) {
+	if ((argc == 5 || argc == 6) && !strcmp(argv[1], "recv")) {
 		if (resolve(argv[2], argv[3], &a, &al))
 			usage();
 		int fd = socket(a.ss_family, SOCK_DGRAM, 0);
@@ -92,14 +92,16 @@ int main(int argc, char **argv)
 			fprintf(stderr, "udp_burst: bind %s:%s: %s\n", argv[2], argv[3], strerror(errno));
 			return 1;
 		}
-		long count = 0, idle = atol(argv[4]);
+		// FIRST_MS: where the traffic must arrive, the first datagram may come late (a slow emulated
+		// sender, tracers starting) without ending the count before it began
+		long count = 0, idle = atol(argv[4]), first = argc == 6 ? atol(argv[5]) : idle;
 		char buf[2048];
 		// Ready once bound: the caller waits for this line before sending.
 		printf("ready\n");
 		fflush(stdout);
 		for (;;) {
 			struct pollfd p = {fd, POLLIN, 0};
-			if (poll(&p, 1, (int)idle) <= 0)
+			if (poll(&p, 1, (int)(count ? idle : first)) <= 0)
 				break;
 			if (recv(fd, buf, sizeof(buf), 0) > 0)
 				count++;

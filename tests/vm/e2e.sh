@@ -4,7 +4,7 @@
 # Ends with "N passed, N failed" counting the suites; exit 0 only if all passed.
 # usage (host): scripts/vm/run.sh --kernel 6.12 --out DIR -- tests/vm/e2e.sh [RUNS] [PAIRS] [smoke]
 # smoke: for a kernel flavour (-rt, -cloud) that differs from a fully tested one in config and locking only:
-# auto's choice, selftest with every backend, one confirm-drop run.
+# auto's choice, selftest with every backend, one confirm-drop run (every backend's tracer on its traffic).
 set -uo pipefail
 : "${VM_OUT:?run me via scripts/vm/run.sh}"
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -63,7 +63,8 @@ if [ "$SMOKE" = 1 ]; then
 	for backend in fentry kprobe tracepoint; do
 		suite "$backend: selftest" bash "$here/e2e/selftest.sh" "$backend" 1
 	done
-	suite "fentry: confirm drops" bash "$here/e2e/confirm_drop.sh" fentry 1 "$PAIRS"
+	suite "fentry, kprobe, tracepoint: confirm drops" env TRACERS="fentry;kprobe;tracepoint" \
+		bash "$here/e2e/confirm_drop.sh" fentry 1 "$PAIRS"
 	echo "$(uname -r): $passed passed, $failed failed"
 	[ "$failed" -eq 0 ]
 	exit
@@ -78,28 +79,26 @@ for backend in fentry kprobe; do
 	suite "$backend: the enqueue program loads through bpf_rdonly_cast where the kernel has it" \
 		enqueue_program $backend
 done
+# The backends and flag sets as tracers side by side on the same traffic (TRACERS, tests/e2e/lib.sh): the
+# kernel counts once per run and each tracer must account for it alone. One traffic run per case instead of
+# one per tracer, the cost under emulation being mostly the topology, the traffic and its waits.
+# --verdict-hook: queue records made at reinject (not at enqueue), verdicts seen. --no-queue-hooks: nothing
+# on the per-packet queue path; confirm drops without queue records, queue and verdict drops found where
+# they are freed.
+suite "fentry, kprobe, tracepoint, fentry --verdict-hook, fentry --no-queue-hooks: confirm drops" \
+	env TRACERS="fentry;kprobe;tracepoint;fentry --verdict-hook;fentry --no-queue-hooks" \
+	bash "$here/e2e/confirm_drop.sh" fentry "$RUNS" "$PAIRS"
+suite "fentry, kprobe, tracepoint: resolved clashes" env TRACERS="fentry;kprobe;tracepoint" \
+	bash "$here/e2e/clash_resolved.sh" fentry "$PAIRS"
 for backend in fentry kprobe tracepoint; do
-	suite "$backend: confirm drops" bash "$here/e2e/confirm_drop.sh" "$backend" "$RUNS" "$PAIRS"
-	suite "$backend: resolved clashes" bash "$here/e2e/clash_resolved.sh" "$backend" "$PAIRS"
 	suite "$backend: selftest" bash "$here/e2e/selftest.sh" "$backend" 1
-	# the filters are one BPF function whatever the attach type: test them once per kernel. kprobe: only
-	# the run with the return and reinject hooks below; its default run (enqueue hook, failed enqueues
-	# seen at the free) repeats what the fentry run asserts of the free and the kprobe run of the enqueue
-	[ $backend = kprobe ] || suite "$backend: queue losses" env FILTERS=$([ $backend = fentry ] && echo 1 || echo 0) \
-		bash "$here/e2e/queue_losses.sh" "$backend" "$PAIRS"
-	# by default the function backends hook only the enqueue of a queued packet: failed enqueues and verdict
-	# drops are seen at the free; the return and reinject hooks are options, tested together here
-	[ $backend = tracepoint ] || suite "$backend: queue losses, --exact-queue-errors --verdict-hook" \
-		env FILTERS=0 TRACER_FLAGS="--exact-queue-errors --verdict-hook" bash "$here/e2e/queue_losses.sh" "$backend" "$PAIRS"
 done
-# --verdict-hook: queue records made at reinject (not at enqueue), verdicts seen
-suite "fentry --verdict-hook: confirm drops" env TRACER_FLAGS=--verdict-hook \
-	bash "$here/e2e/confirm_drop.sh" fentry "$RUNS" "$PAIRS"
-# --no-queue-hooks: nothing on the per-packet queue path; confirm drops without queue records, queue and
-# verdict drops found where they are freed
-suite "fentry --no-queue-hooks: confirm drops" env TRACER_FLAGS=--no-queue-hooks \
-	bash "$here/e2e/confirm_drop.sh" fentry "$RUNS" "$PAIRS"
-suite "fentry --no-queue-hooks: queue losses" env FILTERS=0 TRACER_FLAGS=--no-queue-hooks \
+# By default the function backends hook only the enqueue of a queued packet: failed enqueues and verdict
+# drops are seen at the free; the return and reinject hooks are options, tested together. kprobe only with
+# them: its default (enqueue hook, failed enqueues seen at the free) repeats what fentry's asserts of the
+# free. The filters are one BPF function whatever the attach type: once per kernel, as fentry tracers.
+suite "fentry, tracepoint, fentry and kprobe --exact-queue-errors --verdict-hook, fentry --no-queue-hooks: queue losses, filters" \
+	env FILTERS=1 TRACERS="fentry;tracepoint;fentry --exact-queue-errors --verdict-hook;kprobe --exact-queue-errors --verdict-hook;fentry --no-queue-hooks" \
 	bash "$here/e2e/queue_losses.sh" fentry "$PAIRS"
 suite "tracepoint: a netns inode handed out again while tracing" bash "$here/e2e/netns_reuse.sh" tracepoint
 suite "fentry: verify, stats, --group flow" bash "$here/e2e/verify.sh" fentry 5
