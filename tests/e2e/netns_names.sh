@@ -51,9 +51,17 @@ collision() {
 	INO=$(netns_inode "$RTR")
 	if0=$(ct_stat insert_failed)
 	start_tracer "$BACKEND" || return 1
+	local text_pid=
+	if [ -n "${TEXT_TOO:-}" ]; then # a second tracer beside it, text output (each has its own ring)
+		"$TRACER" --backend "$BACKEND" --netns "$INO" >"$WORK/trace.txt" 2>"$WORK/trace.txt.err" &
+		text_pid=$!
+		local i
+		for i in $(seq 300); do grep -q '^tracing' "$WORK/trace.txt.err" && break; sleep 0.1; done
+	fi
 	read -r sent recv < <(pairs_traffic 4 "$1" "${2:-40000}" "${2:-40000}")
 	sleep 1.5 # drops without a free are swept after 1 s
 	stop_tracer || not_ok "tracer exit status $?"
+	[ -z "$text_pid" ] || { kill -INT "$text_pid"; wait "$text_pid"; }
 	if1=$(ct_stat insert_failed)
 	LOST=$((sent - recv)) DIF=$((if1 - if0)) EVENTS=$(events_of_type confirm_drop | wc -l)
 }
@@ -69,8 +77,9 @@ bad_events() { events_of_type confirm_drop | jq -c "select(($1) | not) | .netns_
 # --- named
 tag="$BACKEND named netns"
 for i in $(seq 300); do sleep 60 & SLEEPERS+=($!); done
-if topo_up && queue_after_nat && start_listener $HOLD_MS && collision "$PAIRS"; then
+if topo_up && queue_after_nat && start_listener $HOLD_MS && TEXT_TOO=1 collision "$PAIRS"; then
 	counts "$tag"
+	check "$tag: text lines with owner=netns:NAME" "$(grep -c " confirm_drop netns=$INO owner=netns:$RTR udp " "$WORK/trace.txt")" "$EVENTS"
 	check "$tag: netns_info names the netns and its listener" "$(bad_events '.netns == '"$INO"' and .netns_info.names == ["'"$RTR"'"]
 		and .netns_info.label == "netns:'"$RTR"'" and .netns_info.host == false and .netns_info.container == null
 		and .netns_info.pod == null and .netns_info.processes[0].pid == '"$LISTENER_PID"'
