@@ -188,6 +188,8 @@ int main(int argc, char **argv)
 		   "  ctconfirm-trace --backend kprobe     force kprobes (e.g. where fentry is refused)\n"
 		   "  ctconfirm-trace --netns 4026532281   only one network namespace\n"
 		   "  ctconfirm-trace --group flow         a table per flow instead of one line per event\n"
+		   "  ctconfirm-trace | grep owner=pod:default/   drops in the pods of namespace default\n"
+		   "  ctconfirm-trace --json | jq 'select(.netns_info.container.id != null)'   drops in containers\n"
 		   "  ctconfirm-trace --no-queue-hooks     a busy queue: nothing per queued packet, no time in queue\n"
 		   "  ctconfirm-trace --addr 10.0.0.0/8 --port 53 --proto udp   only DNS flows of 10/8\n"
 		   "  ctconfirm-trace verify -d 60s        after a fix: exit 0 only if no drop in a minute\n"

@@ -55,8 +55,7 @@ collision() {
 	if [ -n "${TEXT_TOO:-}" ]; then # a second tracer beside it, text output (each has its own ring)
 		"$TRACER" --backend "$BACKEND" --netns "$INO" >"$WORK/trace.txt" 2>"$WORK/trace.txt.err" &
 		text_pid=$!
-		local i
-		for i in $(seq 300); do grep -q '^tracing' "$WORK/trace.txt.err" && break; sleep 0.1; done
+		for _ in $(seq 300); do grep -q '^tracing' "$WORK/trace.txt.err" && break; sleep 0.1; done
 	fi
 	read -r sent recv < <(pairs_traffic 4 "$1" "${2:-40000}" "${2:-40000}")
 	sleep 1.5 # drops without a free are swept after 1 s
@@ -76,7 +75,7 @@ bad_events() { events_of_type confirm_drop | jq -c "select(($1) | not) | .netns_
 
 # --- named
 tag="$BACKEND named netns"
-for i in $(seq 300); do sleep 60 & SLEEPERS+=($!); done
+for _ in $(seq 300); do sleep 60 & SLEEPERS+=($!); done
 if topo_up && queue_after_nat && start_listener $HOLD_MS && TEXT_TOO=1 collision "$PAIRS"; then
 	counts "$tag"
 	check "$tag: text lines with owner=netns:NAME" "$(grep -c " confirm_drop netns=$INO owner=netns:$RTR udp " "$WORK/trace.txt")" "$EVENTS"
@@ -85,7 +84,7 @@ if topo_up && queue_after_nat && start_listener $HOLD_MS && TEXT_TOO=1 collision
 		and .netns_info.pod == null and .netns_info.processes[0].pid == '"$LISTENER_PID"'
 		and .netns_info.processes[0].comm == "nfq_hold"')" 0
 	scan_ms=$(jq -r 'select(.type == "summary") | .netns_naming.longest_scan_ms' "$WORK/trace.json")
-	echo "# $tag: processes on the host during the scan: $(ls -d /proc/[0-9]* | wc -l); longest /proc scan ${scan_ms} ms," \
+	echo "# $tag: processes on the host during the scan: $(find /proc -maxdepth 1 -name "[0-9]*" | wc -l); longest /proc scan ${scan_ms} ms," \
 		"scans $(jq -r 'select(.type == "summary") | .netns_naming.scans' "$WORK/trace.json")"
 	check "$tag: a /proc scan with 300+ processes under 100 ms" "$(jq -r 'select(.type == "summary") | .netns_naming.longest_scan_ms | type == "number" and . < 100' "$WORK/trace.json")" true
 else
@@ -123,7 +122,7 @@ else
 	[ -d /var/log/pods ] || MADE_POD_LOGS=1
 	if topo_up && queue_after_nat && start_listener $HOLD_MS && mkdir -p "$CG2/$CG_PATH" &&
 		echo "$LISTENER_PID" >"$CG2/$CG_PATH/cgroup.procs" && mkdir -p "$POD_LOG"; then
-		echo "# $tag: listener $LISTENER_PID cgroup: $(cat /proc/$LISTENER_PID/cgroup | tr '\n' ' ')"
+		echo "# $tag: listener $LISTENER_PID cgroup: $(tr '\n' ' ' <"/proc/$LISTENER_PID/cgroup")"
 		if collision "$PAIRS"; then
 			counts "$tag"
 			check "$tag: netns_info has the container and the pod" "$(bad_events '.netns == '"$INO"'
