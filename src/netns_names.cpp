@@ -303,6 +303,11 @@ void NetnsNamer::rescan(uint64_t now_ns)
 	std::map<uint32_t, Entry> next;
 	for (auto &[ino, info] : found)
 		next.emplace(ino, make_entry(std::move(info)));
+	// misses are kept until the cache is old: two netns nothing visible holds must not take turns
+	// asking for a scan
+	for (auto &[ino, e] : entries_)
+		if (e.miss_ns && now_ns - e.miss_ns < max_age_ns_ && !next.count(ino))
+			next.emplace(ino, std::move(e));
 	entries_ = std::move(next);
 	uint64_t took = now_monotonic_ns() - t0;
 	longest_scan_ns_ = std::max(longest_scan_ns_, took);
@@ -339,8 +344,10 @@ void NetnsNamer::observe(uint32_t ino, uint64_t now_ns)
 		if (!scanned_ || now_ns - last_scan_ns_ >= min_interval_ns_) {
 			rescan(now_ns);
 			it = entries_.find(ino);
-			if (it == entries_.end()) // nothing a scan can see holds it: remember the miss until old
+			if (it == entries_.end()) { // nothing a scan can see holds it: remember the miss until old
 				it = entries_.emplace(ino, empty_).first;
+				it->second.miss_ns = now_ns;
+			}
 		} else if (it != entries_.end() && !valid) {
 			// its names were the netns' that had the inode before: unknown until the next scan, not wrong
 			entries_.erase(it);

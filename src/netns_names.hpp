@@ -77,6 +77,7 @@ public:
 		std::string json_text; // netns_info_json(info).dump() as the JSON line writes it
 		nlohmann::json json;
 		uint64_t checked_ns = 0; // when still_valid() last held for it
+		uint64_t miss_ns = 0;    // a scan asked for it found nothing: when
 	};
 	explicit NetnsNamer(NamingRoots roots = {}, uint64_t min_interval_ns = 200000000ULL,
 			    uint64_t max_age_ns = 10000000000ULL);

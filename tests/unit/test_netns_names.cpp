@@ -219,7 +219,6 @@ TEST_F(FakeRoots, ScanNamesEveryNetns)
 	for (int pid = 801; pid <= 804; pid++)
 		process(pid, 200, "worker", "0::/");
 	process(50, 300, "sleep", "0::/user.slice");
-	write(roots.pod_logs + "/default_web-1_" + kUid, "");
 	mkdir((roots.pod_logs + "/default_web-1_" + kUid).c_str(), 0755);
 	uint32_t blue = named_netns("blue");
 	auto m = scan_netns_names(roots);
@@ -273,27 +272,34 @@ TEST_F(FakeRoots, CacheScansOnNewInodesAndNoticesReuse)
 	namer.observe(999, 2100 * ms);
 	EXPECT_EQ(namer.scans(), 3u);
 	EXPECT_TRUE(namer.get(999).json["label"].is_null());
+	namer.observe(998, 2150 * ms); // a second such netns: one scan, and the first's miss is kept
+	EXPECT_EQ(namer.scans(), 4u);
+	namer.observe(999, 2160 * ms);
+	namer.observe(998, 2170 * ms);
+	namer.observe(999, 2400 * ms);
+	namer.observe(998, 2410 * ms);
+	EXPECT_EQ(namer.scans(), 4u);
 
 	// inode 300's process left and inode 300 went to a new netns held by another process: the old
 	// name must not be given to the new netns
 	ASSERT_EQ(system(("rm -rf " + roots.proc + "/50").c_str()), 0);
 	process(70, 300, "nc", "0::/");
-	namer.observe(300, 2200 * ms);
-	EXPECT_EQ(namer.scans(), 4u);
+	namer.observe(300, 2600 * ms);
+	EXPECT_EQ(namer.scans(), 5u);
 	EXPECT_EQ(namer.get(300).label, "pid:70/nc");
 	// the same right after a scan made for another inode: unknown, then named by the next scan allowed
 	ASSERT_EQ(system(("rm -rf " + roots.proc + "/70").c_str()), 0);
 	process(71, 300, "nc2", "0::/");
 	process(61, 500, "new", "0::/");
-	namer.observe(500, 2500 * ms);
-	EXPECT_EQ(namer.scans(), 5u);
+	namer.observe(500, 2900 * ms);
+	EXPECT_EQ(namer.scans(), 6u);
 	ASSERT_EQ(system(("rm -rf " + roots.proc + "/71").c_str()), 0);
 	process(72, 300, "nc3", "0::/");
-	namer.observe(300, 2510 * ms);
-	EXPECT_EQ(namer.scans(), 5u);
-	EXPECT_EQ(namer.get(300).label, "");
-	namer.observe(300, 2720 * ms);
+	namer.observe(300, 2910 * ms);
 	EXPECT_EQ(namer.scans(), 6u);
+	EXPECT_EQ(namer.get(300).label, "");
+	namer.observe(300, 3120 * ms);
+	EXPECT_EQ(namer.scans(), 7u);
 	EXPECT_EQ(namer.get(300).label, "pid:72/nc3");
 	// the cache is rescanned when old even for known inodes
 	uint64_t before = namer.scans();
