@@ -271,6 +271,8 @@ nlohmann::json event_json(const ctct_event &e, const FormatContext &ctx)
 	j["ts_mono_ns"] = e.ts_ns;
 	j["time"] = iso8601_ns(wall_clock_ns(e.ts_ns, ctx.realtime_offset_ns));
 	j["netns"] = e.netns_ino;
+	const NetnsNamer::Entry *names = ctx.netns_info ? ctx.netns_info(e.netns_ino) : nullptr;
+	j["netns_info"] = names ? names->json : nlohmann::json(nullptr);
 	j["cpu"] = e.cpu;
 	j["cause"] = cause_name(e.cause);
 	j["source"] = source_name(e.source);
@@ -791,6 +793,11 @@ void append_event_json_line(std::string &out, const ctct_event &e, const FormatC
 		conn_line(j, e.loser, nullptr);
 	j.lit(",\"netns\":");
 	j.num(e.netns_ino);
+	j.lit(",\"netns_info\":");
+	if (const NetnsNamer::Entry *names = ctx.netns_info ? ctx.netns_info(e.netns_ino) : nullptr)
+		j.raw(names->json_text.data(), names->json_text.size());
+	else
+		j.null();
 	j.lit(",\"queue\":");
 	queue_line(j, e.loser_queue, e.flags, CTCT_F_LOSER_QUEUED, loser_queue_facts(e));
 	// schema .. the winner's key: under 200 bytes (the time is at most kIso8601Max)
@@ -831,6 +838,9 @@ std::string event_text(const ctct_event &e, const FormatContext &ctx)
 	if (e.type != CTCT_EV_CONFIRM_DROP && e.type != CTCT_EV_CLASH_RESOLVED)
 		s += " cause=" + cause_name(e.cause);
 	s += " netns=" + std::to_string(e.netns_ino);
+	if (const NetnsNamer::Entry *names = ctx.netns_info ? ctx.netns_info(e.netns_ino) : nullptr)
+		if (!names->label.empty())
+			s += " owner=" + escape_control(names->label);
 	if (e.flags & CTCT_F_NO_CONNTRACK) {
 		s += " (no conntrack)";
 	} else {

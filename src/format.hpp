@@ -6,6 +6,7 @@
 #include <unordered_map>
 #include <nlohmann/json.hpp>
 #include "event.hpp"
+#include "netns_names.hpp"
 
 namespace ctct {
 
@@ -20,6 +21,8 @@ struct FormatContext {
 	// of reasons, so an event costs a hash lookup instead of a kallsyms search and a string. Off by
 	// default: tests give one context different functions. Not thread-safe (one event loop).
 	bool stable_names = false;
+	// The names of an event's netns (netns_info); unset or returning nullptr: "netns_info": null.
+	std::function<const NetnsNamer::Entry *(uint32_t)> netns_info;
 	mutable std::unordered_map<uint64_t, std::string> json_location_memo; // address -> "\"func+0x1a\""
 	mutable std::unordered_map<uint32_t, std::string> json_reason_memo;   // reason -> "\"NAME\""
 };

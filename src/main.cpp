@@ -121,6 +121,9 @@ int main(int argc, char **argv)
 			"Every this long, a stats record: events by type, losses, kernel counter deltas per netns "
 			"(default 10s; 0: off)")
 		->check([&](const std::string &v) { return v == "0" ? std::string() : duration_ok(v); });
+	out->add_flag("--no-netns-names", ta.no_netns_names,
+		      "Do not name each event's netns (netns_info: its /run/netns name, processes, container, pod); "
+		      "naming scans /proc when a new netns inode is seen, at most every 200 ms");
 	out->add_option("--group", ta.group, "flow: instead of one line per event, a table per flow (drops, resolved "
 					     "clashes, time in queue p50/p99/max), refreshed every --stats-interval")->check(non_empty);
 	auto *flt = app.add_option_group("Filters (in the kernel)");
@@ -165,6 +168,7 @@ int main(int argc, char **argv)
 	verify->add_flag("--exact-queue-errors", va.exact_queue_errors, "Also hook nfqnl_enqueue_packet's return");
 	verify->add_flag("--no-queue-hooks", va.no_queue_hooks, "Leave the per-packet queue path unhooked");
 	verify->add_flag("--verdict-hook", va.verdict_hook, "Also hook the reinject function (listener verdicts)");
+	verify->add_flag("--no-netns-names", va.no_netns_names, "Do not name each event's netns (--json events)");
 	verify->add_option("--netns", va.netns, "Only this network namespace inode")->check(non_empty);
 	verify->add_option("--proto", va.proto, "Only this protocol")->check(non_empty);
 	verify->add_option("--addr", va.addr, "Only flows with this address or prefix")->check(non_empty);
@@ -184,6 +188,8 @@ int main(int argc, char **argv)
 		   "  ctconfirm-trace --backend kprobe     force kprobes (e.g. where fentry is refused)\n"
 		   "  ctconfirm-trace --netns 4026532281   only one network namespace\n"
 		   "  ctconfirm-trace --group flow         a table per flow instead of one line per event\n"
+		   "  ctconfirm-trace | grep owner=pod:default/   drops in the pods of namespace default\n"
+		   "  ctconfirm-trace --json | jq 'select(.netns_info.container.id != null)'   drops in containers\n"
 		   "  ctconfirm-trace --no-queue-hooks     a busy queue: nothing per queued packet, no time in queue\n"
 		   "  ctconfirm-trace --addr 10.0.0.0/8 --port 53 --proto udp   only DNS flows of 10/8\n"
 		   "  ctconfirm-trace verify -d 60s        after a fix: exit 0 only if no drop in a minute\n"

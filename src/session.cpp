@@ -76,6 +76,8 @@ void Session::on_event(ctct_event e)
 	}
 	if (verify_ && !a_.json)
 		return;
+	if (!a_.no_netns_names)
+		namer_.observe(e.netns_ino, monotonic_ns());
 	if (a_.json) {
 		// == event_json(e, ctx_).dump(..., replace), ~60x faster, written straight into the output buffer
 		out_.write_line_from([&](std::string &buf) { append_event_json_line(buf, e, ctx_); });
@@ -203,6 +205,8 @@ int Session::run()
 	ctx_.drop_reason_name = [&](uint32_t v) { return reasons_.name(v); };
 	ctx_.symbolize = [&](uint64_t addr) { return ksyms_.symbolize(addr); };
 	ctx_.stable_names = true; // both are read once above: the JSON line may keep their answers
+	if (!a_.no_netns_names)
+		ctx_.netns_info = [this](uint32_t ino) { return &namer_.get(ino); };
 	summary_.queue_observable = plan_.queue_records;
 
 	TracerOptions opts;

@@ -33,6 +33,7 @@ struct TraceArgs {
 	bool exact_queue_errors = false;
 	bool no_queue_hooks = false;
 	bool verdict_hook = false;
+	bool no_netns_names = false;
 	// verify
 	std::string max_drops = "0";
 };
@@ -57,6 +58,7 @@ private:
 	EventTally tally_;
 	CountersByNetns counters_start_, counters_prev_;
 	std::unique_ptr<Tracer> tracer_;
+	NetnsNamer namer_;
 	std::map<uint64_t, std::vector<SocketOwner>> owners_; // socket inode -> processes, scanned once per socket
 
 	void on_event(ctct_event e);
@@ -90,6 +92,10 @@ private:
 		nlohmann::json j = summary_.to_json();
 		j["losses_per_cpu"]["ringbuf_full"] = tracer_->counter_per_cpu(CTCT_CNT_RINGBUF_FULL);
 		j["longest_write_ms"] = longest_write_ms();
+		// what naming the netns cost the event loop (a scan runs inside the ring buffer's callback)
+		j["netns_naming"] = a_.no_netns_names ? nlohmann::json(nullptr)
+						      : nlohmann::json{{"scans", namer_.scans()},
+								       {"longest_scan_ms", (double)(namer_.longest_scan_ns() / 1000) / 1000.0}};
 		return j;
 	}
 };
