@@ -5,9 +5,12 @@ pkgs=(
   build-essential cmake pkg-config clang llvm
   libbpf-dev bpftool libelf-dev zlib1g-dev
   libcli11-dev nlohmann-json3-dev googletest libgtest-dev libbenchmark-dev
-  libnetfilter-queue-dev libmnl-dev libnftnl-dev
+  libnetfilter-queue-dev libmnl-dev libnftnl-dev prometheus-cpp-dev
   iproute2 iptables nftables conntrack kmod
-  qemu-system-x86 busybox-static cpio zstd xz-utils jq
+  qemu-system-x86 busybox-static cpio zstd xz-utils jq curl
+  # tests/e2e/metrics.sh runs the server binary itself on 127.0.0.1 (where systemd runs, the package also
+  # enables its own service on :9090, which the test does not use)
+  prometheus
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -66,6 +66,9 @@ if [ "$(id -u)" = 0 ]; then
 		timeout 90 env CTCT_BUILD="$build" bash "$root/tests/e2e/netns_names.sh" tracepoint
 	suite "host kernel: no BTF (hidden in a mount namespace): one line, exit 2; doctor works" \
 		timeout 120 env CTCT_BUILD="$build" bash "$root/tests/e2e/missing.sh"
+	# ~9 s here: a real Prometheus scrapes the tracer; PromQL == Δinsert_failed, == Δqueue_dropped; the textfile
+	suite "host kernel: Prometheus metrics (tests/e2e/metrics.sh)" \
+		timeout 120 env CTCT_BUILD="$build" bash "$root/tests/e2e/metrics.sh" tracepoint
 	suite "host kernel: selftest, auto backend" \
 		timeout 300 env CTCT_BUILD="$build" bash "$root/tests/e2e/selftest.sh" auto 3
 	# Debian's own kernels under qemu: fentry, kprobe and tracepoint on 6.1 (nf_reinject era) and 6.12.

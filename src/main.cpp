@@ -126,6 +126,21 @@ int main(int argc, char **argv)
 		      "naming scans /proc when a new netns inode is seen, at most every 200 ms");
 	out->add_option("--group", ta.group, "flow: instead of one line per event, a table per flow (drops, resolved "
 					     "clashes, time in queue p50/p99/max), refreshed every --stats-interval")->check(non_empty);
+	out->add_flag("-q,--quiet", ta.quiet,
+		      "No event lines, stats records or flow tables: events are only counted (metrics, the summary at "
+		      "exit); the start line and loss warnings stay");
+	auto *met = app.add_option_group("Metrics (docs/metrics.md)");
+	met->add_option("--metrics-listen", ta.metrics_listen,
+			"Serve Prometheus metrics at http://ADDR:PORT/metrics (127.0.0.1:9477, [::1]:9477, :9477 for "
+			"every IPv4 address)")->check(non_empty);
+	met->add_option("--metrics-textfile", ta.metrics_textfile,
+			"Write the metrics to this file for node_exporter's textfile collector (a .prom file in its "
+			"directory), replaced atomically every --metrics-textfile-interval and at exit")->check(non_empty);
+	met->add_option("--metrics-textfile-interval", ta.metrics_textfile_interval,
+			"How often the textfile is rewritten (default 15s)")->check(duration_ok);
+	met->add_flag("--metrics-netns-label", ta.metrics_netns_label,
+		      "A netns label (the inode) on event metrics; at most 1024 values, later namespaces count as "
+		      "netns=\"other\" (default: summed over namespaces)");
 	auto *flt = app.add_option_group("Filters (in the kernel)");
 	flt->add_option("--netns", ta.netns, "Only this network namespace inode (ls -L -i /proc/PID/ns/net)")
 		->check(non_empty);
@@ -192,6 +207,9 @@ int main(int argc, char **argv)
 		   "  ctconfirm-trace --json | jq 'select(.netns_info.container.id != null)'   drops in containers\n"
 		   "  ctconfirm-trace --no-queue-hooks     a busy queue: nothing per queued packet, no time in queue\n"
 		   "  ctconfirm-trace --addr 10.0.0.0/8 --port 53 --proto udp   only DNS flows of 10/8\n"
+		   "  ctconfirm-trace --quiet --metrics-listen 127.0.0.1:9477   a daemon for Prometheus, no event lines\n"
+		   "  ctconfirm-trace -q --metrics-textfile /var/lib/prometheus/node-exporter/ctconfirm_trace.prom\n"
+		   "                                       the same through node_exporter's textfile collector\n"
 		   "  ctconfirm-trace verify -d 60s        after a fix: exit 0 only if no drop in a minute\n"
 		   "  ctconfirm-trace features             what this kernel allows, hook by hook\n"
 		   "  ctconfirm-trace selftest             prove it on this kernel: lose packets on purpose, compare\n"

@@ -70,6 +70,10 @@ void Session::on_event(ctct_event e)
 		classify_queue_drop(e);
 	summary_.add(e);
 	tally_.add(e);
+	if (metrics_)
+		metrics_->add(e);
+	if (a_.quiet)
+		return;
 	if (a_.group == "flow") {
 		flows_.add(e);
 		return;
@@ -100,6 +104,20 @@ nlohmann::json Session::listener_json(const NetnsCounters &c, const QueueStat &q
 		procs.push_back({{"pid", o.pid}, {"comm", o.comm}});
 	return {{"socket_inode", sock->inode}, {"rmem_bytes", sock->rmem_bytes}, {"socket_drops", sock->drops},
 		{"processes", procs}};
+}
+
+void Session::write_textfile(bool at_start)
+{
+	std::string err = write_file_atomically(a_.metrics_textfile, metrics_->text());
+	if (err.empty()) {
+		textfile_error_.clear();
+		return;
+	}
+	if (at_start) // a path that cannot be written is refused before tracing, as a bad flag would be
+		die(kExitUsage, "cannot write --metrics-textfile: " + err);
+	if (err != textfile_error_)
+		fprintf(stderr, "warning: --metrics-textfile not updated: %s\n", err.c_str());
+	textfile_error_ = err;
 }
 
 nlohmann::json Session::stats_record(const CountersByNetns &now, double interval_s)
@@ -161,15 +179,22 @@ nlohmann::json Session::stats_record(const CountersByNetns &now, double interval
 int Session::run()
 {
 	Backend backend = backend_arg(a_.backend);
-	uint64_t duration_ns = 0, stats_ns = 0;
+	uint64_t duration_ns = 0, stats_ns = 0, textfile_ns = 0;
+	ListenAddress listen_at;
 	try {
 		if (!a_.duration.empty())
 			duration_ns = parse_duration_ns(a_.duration);
 		if (a_.stats_interval != "0")
 			stats_ns = parse_duration_ns(a_.stats_interval);
+		if (!a_.metrics_listen.empty())
+			listen_at = parse_listen_address(a_.metrics_listen);
+		textfile_ns = parse_duration_ns(a_.metrics_textfile_interval);
 	} catch (const std::exception &e) {
 		die(kExitUsage, e.what());
 	}
+	bool want_metrics = !a_.metrics_listen.empty() || !a_.metrics_textfile.empty();
+	if (a_.metrics_netns_label && !want_metrics)
+		die(kExitUsage, "--metrics-netns-label needs --metrics-listen or --metrics-textfile");
 	if (verify_ && !duration_ns)
 		die(kExitUsage, "verify needs --duration, e.g. --duration 60s");
 	uint64_t max_drops = 0;
@@ -195,6 +220,30 @@ int Session::run()
 		die(kExitUsage, "--verdict-hook and --no-queue-hooks exclude each other: the first adds a queue hook, "
 				"the second removes them all");
 	plan_ = plan_for(backend, ksyms_, a_.exact_queue_errors, !a_.no_queue_hooks, a_.verdict_hook);
+	if (want_metrics) {
+		MetricsOptions mo;
+		mo.netns_label = a_.metrics_netns_label;
+		const auto names = counter_names();
+		for (int i = 0; i < CTCT_CNT_MAX; i++)
+			if (i != CTCT_CNT_EVENTS)
+				mo.loss_names.push_back(names[i]);
+		metrics_ = std::make_unique<Metrics>(mo);
+		std::vector<std::map<std::string, std::string>> hooks;
+		for (const auto &h : plan_.hooks)
+			hooks.push_back({{"hook", h.hook}, {"attach", attach_name(h.attach)}, {"function", h.function}});
+		metrics_->set_run_info(CTCT_VERSION, a_.backend, plan_.detect_at_free ? "tracepoint" : "function", hooks,
+				       (double)time(nullptr));
+		// Both before the BPF load: a port in use or an unwritable path fails in a second, not after the attach.
+		if (!a_.metrics_listen.empty()) {
+			try {
+				exposer_ = std::make_unique<MetricsExposer>(listen_at, *metrics_);
+			} catch (const std::exception &e) {
+				die(kExitUsage, e.what());
+			}
+		}
+		if (!a_.metrics_textfile.empty())
+			write_textfile(true);
+	}
 	if (filter.has_queue && (plan_.detect_at_free || a_.no_queue_hooks))
 		die(kExitUsage, std::string("--queue needs the queue hooks (fentry or kprobe, without --no-queue-hooks); in ") +
 				(a_.no_queue_hooks ? "--no-queue-hooks" : "tracepoint") +
@@ -267,6 +316,10 @@ int Session::run()
 		for (int i = 0; i < CTCT_CNT_MAX; i++)
 			if (i != CTCT_CNT_EVENTS)
 				summary_.losses[names[i]] = now[i];
+		if (metrics_) {
+			metrics_->set_losses(summary_.losses);
+			metrics_->set_longest_write_seconds(longest_write_ms() / 1e3);
+		}
 		if (changed && !final) {
 			nlohmann::json j = {{"type", "loss"}, {"schema", CTCT_SCHEMA_VERSION}, {"counters", summary_.losses},
 					    {"ringbuf_full_per_cpu", tracer_->counter_per_cpu(CTCT_CNT_RINGBUF_FULL)},
@@ -281,7 +334,7 @@ int Session::run()
 		last = now;
 	};
 
-	uint64_t start_ns = monotonic_ns(), last_tick = start_ns, last_stats = start_ns;
+	uint64_t start_ns = monotonic_ns(), last_tick = start_ns, last_stats = start_ns, last_textfile = start_ns;
 	while (!g_stop) {
 		int n = tracer_->poll(100);
 		if (n < 0 && n != -EINTR)
@@ -292,7 +345,11 @@ int Session::run()
 			report_losses(false);
 			last_tick = now;
 		}
-		if (stats_ns && now - last_stats >= stats_ns && !verify_) {
+		if (!a_.metrics_textfile.empty() && now - last_textfile >= textfile_ns) {
+			write_textfile(false);
+			last_textfile = now;
+		}
+		if (stats_ns && now - last_stats >= stats_ns && !verify_ && !a_.quiet) {
 			auto counters = snapshot_counters(watched_netns());
 			if (a_.json) {
 				emit(stats_record(counters, (now - last_stats) / 1e9));
@@ -315,8 +372,10 @@ int Session::run()
 	tracer_->sweep_pending(monotonic_ns(), 0);
 	report_losses(false);
 	report_losses(true);
+	if (!a_.metrics_textfile.empty())
+		write_textfile(false); // the last state: what the collector serves until the file is removed
 	double elapsed_s = (monotonic_ns() - start_ns) / 1e9;
-	if (a_.group == "flow") {
+	if (a_.group == "flow" && !a_.quiet) {
 		if (a_.json)
 			emit({{"type", "flows"}, {"schema", CTCT_SCHEMA_VERSION}, {"flows", flows_.to_json()}});
 		else

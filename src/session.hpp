@@ -14,6 +14,8 @@
 #include "btf_names.hpp"
 #include "format.hpp"
 #include "listeners.hpp"
+#include "metrics.hpp"
+#include "metrics_export.hpp"
 #include "netns.hpp"
 #include "output.hpp"
 #include "summary.hpp"
@@ -34,6 +36,10 @@ struct TraceArgs {
 	bool no_queue_hooks = false;
 	bool verdict_hook = false;
 	bool no_netns_names = false;
+	bool quiet = false; // no event lines, stats or tables: counted (summary, metrics) only
+	std::string metrics_listen, metrics_textfile;
+	std::string metrics_textfile_interval = "15s";
+	bool metrics_netns_label = false;
 	// verify
 	std::string max_drops = "0";
 };
@@ -59,6 +65,10 @@ private:
 	CountersByNetns counters_start_, counters_prev_;
 	std::unique_ptr<Tracer> tracer_;
 	NetnsNamer namer_;
+	std::unique_ptr<Metrics> metrics_;
+	std::unique_ptr<MetricsExposer> exposer_;
+	std::string textfile_error_; // the last failure, printed once per new error
+	void write_textfile(bool at_start);
 	std::map<uint64_t, std::vector<SocketOwner>> owners_; // socket inode -> processes, scanned once per socket
 
 	void on_event(ctct_event e);

@@ -100,6 +100,23 @@ frobnicate
 --verdict-hook=maybe
 verify -d 1s --verdict-hook --no-queue-hooks
 --exact-queue-errors=maybe
+--metrics-listen
+--metrics-listen ''
+--metrics-listen 9477
+--metrics-listen 127.0.0.1
+--metrics-listen 127.0.0.1:0
+--metrics-listen 127.0.0.1:65536
+--metrics-listen localhost:9477
+--metrics-listen 300.1.1.1:9477
+--metrics-listen ::1:9477
+--metrics-listen $'127.0.0.1:9477\n'
+--metrics-listen 192.0.2.1:9477
+--metrics-textfile ''
+--metrics-textfile /nonexistent/dir/ct.prom
+--metrics-textfile-interval 0
+--metrics-textfile-interval abc
+--metrics-netns-label
+--quiet=maybe
 features --bogus
 features --json=maybe
 features extra
