@@ -8,6 +8,7 @@ pkgs=(
   libnetfilter-queue-dev libmnl-dev libnftnl-dev
   iproute2 iptables nftables conntrack kmod
   qemu-system-x86 busybox-static cpio zstd xz-utils jq
+  help2man systemd python3-yaml
 )
 missing=()
 for p in "${pkgs[@]}"; do
