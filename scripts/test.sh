@@ -72,6 +72,8 @@ if [ "$(id -u)" = 0 ]; then
 			CTCT_BUILD="$1" bash "$2/tests/e2e/portable.sh" "$1/static/ctconfirm-trace"' sh "$build" "$root"
 	suite "Debian package: cpack -G DEB, dpkg -i into an empty root, unit verified, selftest from it (tests/e2e/deb.sh)" \
 		timeout 120 env CTCT_BUILD="$build" bash "$root/tests/e2e/deb.sh" "$build/static"
+	suite "container: DaemonSet parses, its capabilities are the unit's and suffice (tests/e2e/manifests.sh)" \
+		timeout 60 env CTCT_BUILD="$build" bash "$root/tests/e2e/manifests.sh" "$build/static/ctconfirm-trace"
 	# Debian's own kernels under qemu: fentry, kprobe and tracepoint on 6.1 (nf_reinject era) and 6.12.
 	# Fetch both kernels first: a failed download shows before any VM time is spent.
 	# Then the PREEMPT_RT flavours, short. (Debian's -cloud flavour has no 9p, which this harness boots from.)
