@@ -41,6 +41,15 @@ check "traces with only the DaemonSet's capabilities ($bounding)" "$?" 0
 check "  and seeds the kernel-counter baselines" "$(jq -r 'select(.type == "start") | .baselines_seeded > 0' <<<"$out")" true
 out=$(setpriv --bounding-set=-all,+bpf,+perfmon -- "$BIN" --json --backend tracepoint --duration 1s --stats-interval 0)
 check "without SYS_ADMIN no baseline is seeded (so it is needed)" "$(jq -r 'select(.type == "start") | .baselines_seeded' <<<"$out")" 0
+# a netns held by another user's process: opening its /proc/PID/ns/net takes CAP_SYS_PTRACE
+setpriv --reuid=65534 --regid=65534 --clear-groups unshare -U -n sleep 20 &
+holder=$!
+sleep 0.3
+seeded() { setpriv --bounding-set="$1" -- "$BIN" --json --backend tracepoint --duration 1s --stats-interval 0 |
+	jq -r 'select(.type == "start") | .baselines_seeded'; }
+with=$(seeded "$bounding") without=$(seeded "${bounding/,+sys_ptrace/}")
+kill $holder; wait $holder 2>/dev/null
+check "without SYS_PTRACE another user's netns is not seeded (so it is needed)" "$((with - without))" 1
 setpriv --bounding-set=-all,+perfmon -- "$BIN" --json --backend tracepoint --duration 1s >/dev/null 2>&1
 check "without BPF it cannot trace (so it is needed)" "$(( $? != 0 ))" 1
 finish
