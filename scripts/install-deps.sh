@@ -8,6 +8,7 @@ pkgs=(
   libnetfilter-queue-dev libmnl-dev libnftnl-dev prometheus-cpp-dev
   iproute2 iptables nftables conntrack kmod
   qemu-system-x86 busybox-static cpio zstd xz-utils jq curl
+  help2man systemd python3-yaml
   # tests/e2e/metrics.sh runs the server binary itself on 127.0.0.1 (where systemd runs, the package also
   # enables its own service on :9090, which the test does not use)
   prometheus

@@ -71,6 +71,14 @@ if [ "$(id -u)" = 0 ]; then
 		timeout 120 env CTCT_BUILD="$build" bash "$root/tests/e2e/metrics.sh" tracepoint
 	suite "host kernel: selftest, auto backend" \
 		timeout 300 env CTCT_BUILD="$build" bash "$root/tests/e2e/selftest.sh" auto 3
+	# about 50 s to build on 2 cores, 4 s to run
+	suite "portable binary: static, features and selftest in a chroot with no library (tests/e2e/portable.sh)" \
+		timeout 300 sh -c 'CTCT_STATIC_BUILD="$1/static" "$2/scripts/build-static.sh" >/dev/null &&
+			CTCT_BUILD="$1" bash "$2/tests/e2e/portable.sh" "$1/static/ctconfirm-trace"' sh "$build" "$root"
+	suite "Debian package: cpack -G DEB, dpkg -i into an empty root, unit verified, selftest from it (tests/e2e/deb.sh)" \
+		timeout 120 env CTCT_BUILD="$build" bash "$root/tests/e2e/deb.sh" "$build/static"
+	suite "container: DaemonSet parses, its capabilities are the unit's and suffice (tests/e2e/manifests.sh)" \
+		timeout 60 env CTCT_BUILD="$build" bash "$root/tests/e2e/manifests.sh" "$build/static/ctconfirm-trace"
 	# Debian's own kernels under qemu: fentry, kprobe and tracepoint on 6.1 (nf_reinject era) and 6.12.
 	# Fetch both kernels first: a failed download shows before any VM time is spent.
 	# Then the PREEMPT_RT flavours, short. (Debian's -cloud flavour has no 9p, which this harness boots from.)

@@ -7,7 +7,6 @@
 #include <cstring>
 #include <deque>
 #include <fcntl.h>
-#include <libnetfilter_queue/libnetfilter_queue.h>
 #include <linux/netfilter.h>
 #include <mutex>
 #include <netinet/in.h>
@@ -22,6 +21,7 @@
 #include <unistd.h>
 
 #include "kernel_text.hpp"
+#include "nfqueue.hpp"
 #include "tracer.hpp"
 
 namespace ctct {
@@ -223,28 +223,9 @@ struct Listener {
 
 	void run()
 	{
-		struct nfq_handle *h = nfq_open();
-		if (!h)
-			throw std::runtime_error(errno_text("nfq_open"));
-		struct nfq_q_handle *qh = nfq_create_queue(
-			h, kQueue,
-			[](struct nfq_q_handle *, struct nfgenmsg *, struct nfq_data *nfa, void *self) {
-				auto *l = static_cast<Listener *>(self);
-				if (auto *ph = nfq_get_msg_packet_hdr(nfa)) {
-					l->queue.emplace_back(ntohl(ph->packet_id), monotonic_ns() + l->hold_ns);
-					l->seen++;
-				}
-				return 0;
-			},
-			this);
-		if (!qh || nfq_set_mode(qh, NFQNL_COPY_META, 0) < 0) {
-			std::string e = errno_text("bind NFQUEUE " + std::to_string(kQueue));
-			nfq_close(h);
-			throw std::runtime_error(e);
-		}
+		NfqueueSocket nfq(kQueue);
 		ready = true;
-		static char buf[65536];
-		int fd = nfq_fd(h);
+		int fd = nfq.fd();
 		while (!stop || !queue.empty()) {
 			int timeout = 20;
 			if (!queue.empty()) {
@@ -252,20 +233,18 @@ struct Listener {
 				timeout = due > now ? (int)((due - now) / 1000000) + 1 : 0;
 			}
 			struct pollfd p = {fd, POLLIN, 0};
-			if (poll(&p, 1, std::min(timeout, 20)) > 0) {
-				ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-				if (n > 0)
-					nfq_handle_packet(h, buf, (int)n);
-			}
+			if (poll(&p, 1, std::min(timeout, 20)) > 0)
+				nfq.receive([this](uint32_t id) {
+					queue.emplace_back(id, monotonic_ns() + hold_ns);
+					seen++;
+				});
 			uint64_t now = monotonic_ns();
 			while (!queue.empty() && (stop || queue.front().second <= now)) {
-				nfq_set_verdict(qh, queue.front().first, NF_ACCEPT, 0, nullptr);
+				nfq.verdict(queue.front().first, NF_ACCEPT);
 				queue.pop_front();
 			}
 			held = queue.size();
 		}
-		nfq_destroy_queue(qh);
-		nfq_close(h);
 	}
 };
 

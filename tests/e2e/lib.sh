@@ -146,6 +146,15 @@ start_listener() { # start_listener HOLD_MS [extra nfq_hold flags]
 
 wait_for_file() { local i; for i in $(seq 100); do [ -s "$1" ] && return 0; sleep 0.1; done; return 1; }
 
+free_port() { # a port nothing listens on (TCP, any address)
+	local p i
+	for i in $(seq 50); do
+		p=$((20000 + RANDOM % 40000))
+		ss -Htln "sport = :$p" | grep -q . || { echo $p; return 0; }
+	done
+	return 1
+}
+
 netns_inode() { in_ns "$1" stat -L -c %i /proc/self/ns/net; }
 
 # Sum of one column of the rtr netns' /proc/net/stat/nf_conntrack (hex per CPU rows). Empty if absent.

@@ -22,14 +22,6 @@ trap cleanup_metrics EXIT INT TERM
 command -v jq >/dev/null && command -v curl >/dev/null && [ -x "$PROM" ] ||
 	{ echo "metrics.sh: needs $PROM, curl and jq (scripts/install-deps.sh)" >&2; exit 2; }
 
-free_port() { # a port nothing listens on (TCP, any address)
-	local p i
-	for i in $(seq 50); do
-		p=$((20000 + RANDOM % 40000))
-		ss -Htln "sport = :$p" | grep -q . || { echo $p; return 0; }
-	done
-	return 1
-}
 # PromQL instant query; prints the single value, or "none" for an empty result
 promql() {
 	curl -sf --max-time 5 --data-urlencode "query=$1" "http://127.0.0.1:$PROM_PORT/api/v1/query" |

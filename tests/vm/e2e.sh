@@ -58,8 +58,14 @@ enqueue_program() {
 	esac
 }
 
+# The portable binary (scripts/build-static.sh) where no library is installed: features and a tracepoint
+# selftest in a chroot (tests/e2e/portable.sh), when one was built. In smoke mode too: it is cheap.
+STATIC_BIN=${CTCT_STATIC_BIN:-${CTCT_BUILD:-$here/../build}/static/ctconfirm-trace}
+portable() { [ ! -x "$STATIC_BIN" ] || suite "portable binary in a chroot with no library" bash "$here/e2e/portable.sh" "$STATIC_BIN"; }
+
 if [ "$SMOKE" = 1 ]; then
 	suite "features: auto picks fentry for the confirm and queue hooks" auto_is_fentry
+	portable
 	for backend in fentry kprobe tracepoint; do
 		suite "$backend: selftest" bash "$here/e2e/selftest.sh" "$backend" 1
 	done
@@ -75,6 +81,7 @@ suite "missing: no BTF, netfilter modules not loaded" bash "$here/e2e/missing.sh
 suite "features: auto picks fentry for the confirm and queue hooks" auto_is_fentry
 # doctor needs no BPF, so once per kernel rather than per backend.
 suite "doctor: rules, placement, risk, listener" bash "$here/e2e/doctor.sh"
+portable
 for backend in fentry kprobe; do
 	suite "$backend: the enqueue program loads through bpf_rdonly_cast where the kernel has it" \
 		enqueue_program $backend
