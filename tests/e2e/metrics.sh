@@ -76,6 +76,7 @@ done
 P_CONFIRM=$(promql 'sum(ctconfirm_trace_confirm_drops_total)')
 P_QFULL=$(promql "sum(ctconfirm_trace_queue_drops_total{cause=\"queue_full\",queue=\"$QUEUE\"})")
 P_QTIME=$(promql 'sum(ctconfirm_trace_queue_time_seconds_count) or vector(0)')
+P_QSUM=$(promql 'sum(ctconfirm_trace_queue_time_seconds_sum) or vector(0)')
 P_RINGBUF=$(promql 'sum(ctconfirm_trace_losses_total{reason="ringbuf_full"})')
 P_BACKEND=$(promql "count(ctconfirm_trace_backend_info{backend=\"$BACKEND\"})")
 stop_tracer || not_ok "$TAG: tracer exit status $?"
@@ -92,6 +93,12 @@ check "$TAG: confirm_drop events == Δinsert_failed" "$E_CONFIRM" "$DIF"
 check "$TAG: PromQL queue_drops_total{queue_full,queue=$QUEUE} == Δqueue_dropped" "$P_QFULL" "$DQD"
 check "$TAG: queue_drop/queue_full events == Δqueue_dropped" "$E_QFULL" "$DQD"
 check "$TAG: PromQL queue_time_seconds_count == events with a time in queue" "$P_QTIME" "$E_QTIME"
+E_QSUM=$(jq -r 'select(.queue.latency_ns != null) | .queue.latency_ns' "$WORK/trace.json" | awk '{ s += $1 } END { printf "%.3f", s / 1e9 }')
+check "$TAG: PromQL queue_time_seconds_sum == the events' time in queue (ms)" "$(awk -v v="$P_QSUM" 'BEGIN { printf "%.3f", v }')" "$E_QSUM"
+# function backends see the queue: every confirm drop was held HOLD_MS, so the histogram has them
+if queue_hooked; then
+	check "$TAG: queue hooked: every confirm drop has a time in queue" "$([ "$E_QTIME" -ge "$DIF" ] && echo yes)" yes
+fi
 check "$TAG: PromQL ringbuf_full losses" "$P_RINGBUF" 0
 check "$TAG: PromQL backend_info names the backend" "$P_BACKEND" 1
 # the textfile as node_exporter would read it, written at exit

@@ -109,6 +109,8 @@ suite "fentry, tracepoint, fentry and kprobe --exact-queue-errors --verdict-hook
 	bash "$here/e2e/queue_losses.sh" fentry "$PAIRS"
 suite "tracepoint: a netns inode handed out again while tracing" bash "$here/e2e/netns_reuse.sh" tracepoint
 suite "fentry: verify, stats, --group flow" bash "$here/e2e/verify.sh" fentry 5
+# the host (tracepoint) has no time in queue: here the queue-time histogram is checked with real values
+suite "fentry: Prometheus metrics scraped by a real Prometheus" bash "$here/e2e/metrics.sh" fentry
 suite "fentry: lifecycle" bash "$here/e2e/lifecycle.sh" fentry
 # emulated CPUs: the default ring may overflow too; every loss must be counted
 suite "fentry: flood" env ALLOW_LOSS=1 TINY_SECS=3 bash "$here/e2e/flood.sh" fentry 5
