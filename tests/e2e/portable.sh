@@ -10,10 +10,11 @@ set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 BIN=${1:-${CTCT_STATIC_BIN:-$(cd "$(dirname "$0")/../.." && pwd)/build-static/ctconfirm-trace}}
 PAIRS=20
-trap cleanup EXIT INT TERM
+trap 'rm -rf "$root"; cleanup' EXIT INT TERM
 [ -x "$BIN" ] || { echo "no portable binary at $BIN (scripts/build-static.sh)" >&2; exit 2; }
 check "ldd: not a dynamic executable" "$(ldd "$BIN" 2>&1 | grep -c 'not a dynamic executable')" 1
-root=$WORK/root
+# not under $WORK: in the VMs that is the 9p results share, where copying the tools took most of 2 minutes
+root=$(mktemp -d /tmp/ctct-root.XXXXXX)
 mkdir -p "$root/bin" "$root/proc" "$root/sys"
 cp "$BIN" "$root/bin/ctconfirm-trace"
 # The kernel loads modules with the host's modprobe (request_module), but load them first as lib.sh does.
