@@ -57,7 +57,9 @@ rm -f "$out/rc" "$out/console.log" "$out/output.log"
 ctl=$(mktemp -d)
 vfs=$(mktemp -d) vfs_pids=() qpid=''
 # Every virtiofsd goes with the VM, however run.sh ends (qemu done, timed out, or run.sh killed).
+# set +e: a virtiofsd that already left (it does when qemu disconnects) must not change run.sh's exit code.
 cleanup() {
+  set +e
   [ -z "$qpid" ] || kill "$qpid" 2>/dev/null
   [ ${#vfs_pids[@]} -eq 0 ] || { kill "${vfs_pids[@]}" 2>/dev/null; wait "${vfs_pids[@]}" 2>/dev/null; }
   rm -rf "$ctl" "$vfs"
