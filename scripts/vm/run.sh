@@ -58,6 +58,7 @@ ctl=$(mktemp -d)
 vfs=$(mktemp -d) vfs_pids=() qpid=''
 # Every virtiofsd goes with the VM, however run.sh ends (qemu done, timed out, or run.sh killed).
 # set +e: a virtiofsd that already left (it does when qemu disconnects) must not change run.sh's exit code.
+# shellcheck disable=SC2317 # called by the trap
 cleanup() {
   set +e
   [ -z "$qpid" ] || kill "$qpid" 2>/dev/null
@@ -81,6 +82,7 @@ CONF
 
 mem=2048
 vmfs=$("$here/vmfs.sh" "$kdir") || die "$kver: no filesystem to share the host's / with this kernel"
+# shellcheck disable=SC2054 # qemu's option values are comma lists
 if [ "$vmfs" = 9p ]; then
   shares=(
     -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap
@@ -92,7 +94,7 @@ else
   vfsd=/usr/lib/qemu/virtiofsd
   [ -x "$vfsd" ] || die "$kver has no 9p and $vfsd is missing (apt-get install qemu-system-common)"
   # vhost-user devices read guest memory directly: it must be a shared mapping.
-  shares=(-object memory-backend-memfd,id=mem,size=${mem}M,share=on -numa node,memdev=mem)
+  shares=(-object "memory-backend-memfd,id=mem,size=${mem}M,share=on" -numa node,memdev=mem)
   vfs_start() { # vfs_start TAG DIR [ro]
     local sock="$vfs/$1.sock" cache=auto
     [ -z "${3:-}" ] || cache=always   # the host tree is treated as static, as with 9p's cache=loose
@@ -111,7 +113,7 @@ else
         >>"$out/virtiofsd.log" 2>&1 &
     fi
     vfs_pids+=($!)
-    shares+=(-chardev socket,id="vfs-$1",path="$sock" -device vhost-user-fs-pci,chardev="vfs-$1",tag="$1")
+    shares+=(-chardev "socket,id=vfs-$1,path=$sock" -device "vhost-user-fs-pci,chardev=vfs-$1,tag=$1")
   }
   rm -f "$out/virtiofsd.log"
   vfs_start hostroot / ro
