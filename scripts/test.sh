@@ -81,10 +81,10 @@ if [ "$(id -u)" = 0 ]; then
 		timeout 60 env CTCT_BUILD="$build" bash "$root/tests/e2e/manifests.sh" "$build/static/ctconfirm-trace"
 	# Debian's own kernels under qemu: fentry, kprobe and tracepoint on 6.1 (nf_reinject era) and 6.12.
 	# Fetch both kernels first: a failed download shows before any VM time is spent.
-	# Then the PREEMPT_RT flavours, short. (Debian's -cloud flavour has no 9p, which this harness boots from.)
-	for k in 6.1 6.12 6.1-rt 6.12-rt; do "$root/scripts/vm/fetch-kernel.sh" "$k" >/dev/null || echo "fetch-kernel.sh $k failed"; done
+	# Then the PREEMPT_RT and -cloud flavours, short (-cloud has no 9p: run.sh boots it over virtiofs).
+	for k in 6.1 6.12 6.1-rt 6.12-rt 6.1-cloud 6.12-cloud; do "$root/scripts/vm/fetch-kernel.sh" "$k" >/dev/null || echo "fetch-kernel.sh $k failed"; done
 	vm_suites 6.1 6.12
-	SMOKE=smoke vm_suites 6.1-rt 6.12-rt
+	SMOKE=smoke vm_suites 6.1-rt 6.12-rt 6.1-cloud 6.12-cloud
 else
 	echo "not root: kernel tests skipped"
 	failed=$((failed + 1))

@@ -24,8 +24,12 @@ mknod -m 600 "$stage/dev/console" c 5 1
 
 # Whatever of these is modular (varies per kernel) goes in, with deps, in load order.
 # busybox insmod cannot read compressed modules, so unpack them here.
+# A kernel without 9p (Debian's -cloud) gets virtiofs instead; run.sh makes the same choice (vmfs below).
+fsmods="9pnet_virtio 9p"
+[ "$("$here/vmfs.sh" "$kdir")" = virtiofs ] && fsmods=virtiofs
 n=0
-modprobe -d "$kdir" -S "$ver" -a --show-depends virtio_pci 9pnet_virtio 9p overlay \
+# shellcheck disable=SC2086 # fsmods is a list of module names
+modprobe -d "$kdir" -S "$ver" -a --show-depends virtio_pci $fsmods overlay \
   | awk '$1 == "insmod" && !seen[$2]++ {print $2}' > "$stage/list" \
   || die "module dependency resolution failed for $ver"
 while read -r ko; do

@@ -1,7 +1,7 @@
 #!/bin/busybox sh
 # shellcheck shell=dash
 # /init of the VM initramfs (busybox only). Mounts the host's / read-only over
-# virtio-9p under a tmpfs overlay, chroots into it, runs the job that run.sh
+# virtio-9p (or virtiofs) under a tmpfs overlay, chroots into it, runs the job that run.sh
 # left in the "ctl" share, stores its exit code, and powers off.
 # Stays PID 1 (chroot, not switch_root) so it can record rc and power off
 # even when the job kills everything it can reach.
@@ -21,13 +21,34 @@ for m in $(cat /modules/order); do
   insmod "/modules/$m" || fail "insmod $m"
 done
 
+# run.sh passes ctct.fs=virtiofs for a kernel without 9p (vmfs.sh); its virtiofsd instances serve the
+# same three tags.
+FS=9p
+for a in $(cat /proc/cmdline); do case "$a" in ctct.fs=*) FS=${a#ctct.fs=} ;; esac; done
 P9="trans=virtio,version=9p2000.L,msize=262144"
+share() { # share TAG DIR [ro]
+  if [ "$FS" = virtiofs ]; then
+    mount -t virtiofs "$1" "$2" || return 1
+    [ -n "${3:-}" ] || return 0
+    # virtiofsd cannot export read-only; run.sh gives it a read-only bind of the host's tree. Prove it
+    # before anything runs as root here, with the guest's own mount still writable: a write that
+    # reaches the host ends the VM.
+    if touch "$2/.ctct-write-probe" 2>/dev/null; then
+      rm -f "$2/.ctct-write-probe"; fail "host share $1 is writable through virtiofs"
+    fi
+    mount -o remount,ro "$2"
+  elif [ -n "${3:-}" ]; then
+    # cache=loose: the host tree is treated as static for the VM's lifetime; much faster lookups.
+    mount -t 9p -o "$P9,ro,cache=loose" "$1" "$2"
+  else
+    mount -t 9p -o "$P9" "$1" "$2"
+  fi
+}
 mkdir -p /lower /rw /newroot /ctl
-mount -t 9p -o "$P9" ctl /ctl || fail "mount ctl share"
+share ctl /ctl || fail "mount ctl share"
 # shellcheck disable=SC1091
 . /ctl/vm.conf || fail "no vm.conf in ctl share"   # sets KVER KDIR OUT
-# cache=loose: the host tree is treated as static for the VM's lifetime; much faster lookups.
-mount -t 9p -o "$P9,ro,cache=loose" hostroot /lower || fail "mount host root"
+share hostroot /lower ro || fail "mount host root"
 mount -t tmpfs -o mode=755 rw /rw
 mkdir -p /rw/upper /rw/work
 # xino/index/redirect off: 9p lower has no stable file handles, overlay would refuse or warn.
@@ -60,7 +81,7 @@ if [ -f "$KDIR/config" ] || [ -f "$R$KDIR/config" ]; then
   mkdir -p $R/boot && touch "$R/boot/config-$KVER" && mount --bind "$R$KDIR/config" "$R/boot/config-$KVER"
 fi
 mkdir -p "$R$OUT"
-mount -t 9p -o "$P9" out "$R$OUT" || fail "mount out share"
+share out "$R$OUT" || fail "mount out share"
 cp /ctl/job.sh $R/run/ctct-job.sh
 # The kernel runs its modprobe helper in PID 1's root (this initramfs), not in the chroot: point it at a
 # wrapper so module autoloading (iptables extensions, nft expressions) works as on a real host.
