@@ -14,8 +14,11 @@ BACKEND=${1:-tracepoint}
 PAIRS=20 HOLD_MS=200 MAXLEN=20
 PROM=${PROM:-/usr/bin/prometheus}
 PROM_PID=
+# the TSDB in /tmp: in the VMs $WORK is the 9p results share, and the TSDB mmaps its files
+TSDB=$(mktemp -d /tmp/ctct-tsdb.XXXXXX)
 cleanup_metrics() {
 	[ -z "$PROM_PID" ] || { kill "$PROM_PID" 2>/dev/null; wait "$PROM_PID" 2>/dev/null; }
+	rm -rf "$TSDB"
 	cleanup
 }
 trap cleanup_metrics EXIT INT TERM
@@ -36,7 +39,7 @@ scrape_configs:
   - job_name: ctct
     static_configs: [ { targets: ["127.0.0.1:$METRICS_PORT"] } ]
 YML
-"$PROM" --config.file="$WORK/prometheus.yml" --storage.tsdb.path="$WORK/tsdb" \
+"$PROM" --config.file="$WORK/prometheus.yml" --storage.tsdb.path="$TSDB" \
 	--web.listen-address="127.0.0.1:$PROM_PORT" >"$WORK/prometheus.log" 2>&1 &
 PROM_PID=$!
 ready=
