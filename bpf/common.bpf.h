@@ -71,6 +71,9 @@ CTCT_GLOBAL const volatile __u64 reinject_text_hi[2];
  * functions; 0: unknown, then at every free. */
 CTCT_GLOBAL const volatile __u64 hook_text_lo;
 CTCT_GLOBAL const volatile __u64 hook_text_hi;
+/* Tracepoint mode: the cookie of a netns the loader made just before seeding; a netns with a larger one
+ * was born after it, with its counters at 0. 0: unknown. */
+CTCT_GLOBAL const volatile __u64 netns_cookie_at_start;
 
 /* Confirm in flight, keyed by task (see task_key()). */
 struct inflight {

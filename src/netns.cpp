@@ -52,6 +52,18 @@ static uint64_t this_netns_cookie()
 	return cookie;
 }
 
+uint64_t fresh_netns_cookie()
+{
+	uint64_t cookie = 0;
+	// unshare() moves only this thread; the netns goes when it ends
+	std::thread t([&] {
+		if (unshare(CLONE_NEWNET) == 0)
+			cookie = this_netns_cookie();
+	});
+	t.join();
+	return cookie;
+}
+
 std::vector<std::optional<std::string>> read_in_netns(const std::string &ns_path, const std::vector<std::string> &files,
 						      uint64_t *cookie)
 {

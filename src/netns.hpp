@@ -16,6 +16,11 @@ std::map<uint32_t, std::string> list_netns();
 
 // Read files (paths under /proc/thread-self/...) from inside a netns; a file that cannot be read is
 // nullopt. setns() moves only the calling thread, so this runs in a short-lived thread.
+// The cookie of a netns made and dropped at once. Every netns takes the next value of one kernel counter
+// at its creation, so the ones born later have larger cookies and the ones alive now smaller. 0 if unknown
+// (no CAP_SYS_ADMIN, or no SO_NETNS_COOKIE before 5.14).
+uint64_t fresh_netns_cookie();
+
 // With `cookie`, also the netns' cookie (SO_NETNS_COOKIE, 5.14+; 0 if unknown): unique per boot, while
 // inode numbers are handed out again as soon as a netns is gone.
 std::vector<std::optional<std::string>> read_in_netns(const std::string &ns_path, const std::vector<std::string> &files,

@@ -29,7 +29,7 @@ std::vector<std::string> counter_names()
 	// was once reported under the name "events")
 	static const char *const names[] = {"ringbuf_full", "queue_slot_evicted", "inflight_map_full", "pending_map_full",
 					    "unseeded_baseline",
-					    "enqueue_args_lost", "baseline_map_full", "netns_inode_reused", "events"};
+					    "enqueue_args_lost", "baseline_map_full", "netns_inode_reused", "unseeded_unclassified", "events"};
 	static_assert(sizeof(names) / sizeof(names[0]) == CTCT_CNT_MAX, "one name per enum ctct_counter");
 	return {std::begin(names), std::end(names)};
 }
@@ -151,6 +151,10 @@ Tracer::Tracer(const Plan &plan, const TracerOptions &opts, EventFn on_event) : 
 	}
 	skel_->rodata->hook_text_lo = opts.hook_text.lo;
 	skel_->rodata->hook_text_hi = opts.hook_text.hi;
+	// Before the seeding's scan: a netns it misses is then either above the mark (born after, counters
+	// at 0) or was there to be found.
+	if (plan.detect_at_free)
+		skel_->rodata->netns_cookie_at_start = fresh_netns_cookie();
 	bpf_map__set_max_entries(skel_->maps.events, opts.ringbuf_bytes);
 	for (const auto &h : hooks)
 		if (h.attach == Attach::Fentry)
@@ -282,13 +286,15 @@ size_t Tracer::seed_baselines()
 	int map_fd = bpf_map__fd(skel_->maps.baselines);
 	size_t seeded = 0;
 	for (const auto &[ino, path] : list_netns()) {
-		auto text = read_in_netns(path, {"/proc/thread-self/net/stat/nf_conntrack"})[0];
+		uint64_t cookie = 0;
+		auto text = read_in_netns(path, {"/proc/thread-self/net/stat/nf_conntrack"}, &cookie)[0];
 		if (!text)
 			continue; // netns without conntrack loaded: a later drop there starts from zero
 		try {
 			// the kernel counter is 32-bit per CPU and the BPF side sums it in 32 bits; the map value is
 			// 64-bit only for the compare-and-swap
-			ctct_baseline v{(uint32_t)parse_conntrack_stat(*text).totals()["insert_failed"], 0, 0};
+			// with its cookie, so that a netns gone before its first look and its inode reused is told apart
+			ctct_baseline v{(uint32_t)parse_conntrack_stat(*text).totals()["insert_failed"], cookie, 0};
 			if (bpf_map_update_elem(map_fd, &ino, &v, BPF_ANY) == 0)
 				seeded++;
 		} catch (const std::exception &) {
