@@ -68,10 +68,23 @@ static __always_inline int read_insert_failed(__u64 stat, __u32 *total, const bo
 	return 0;
 }
 
+/* Whether the netns with this cookie was born after the loader's marks, so its counters started at 0 with
+ * the tracer about to watch: later in a marked batch than its mark, or in a batch taken after all of them.
+ * A CPU without a mark (offline at start) hands out cookies of an older batch: told "not known new". */
+static __always_inline bool born_after_start(__u64 cookie)
+{
+	__u64 batch = (cookie - 1) >> 12, *mark;
+
+	if (!netns_marks_set)
+		return false;
+	mark = bpf_map_lookup_elem(&netns_marks, &batch);
+	return mark ? cookie > *mark : batch > netns_mark_top_batch;
+}
+
 /* The netns' baseline, claimed for this netns (by cookie) and with its counters' address cached; NULL if
  * the map is full, or (with *unclassified set) when this free cannot be told. A netns the loader did not
- * seed starts from 0 when it is known to be born after the start (its cookie is above the loader's mark:
- * its counters started at 0) or when its counter is still 0; one that predates the start (not reachable
+ * seed starts from 0 when it is known to be born after the start (by its cookie: its counters started
+ * at 0) or when its counter is still 0; one that predates the start (not reachable
  * from /proc or /run/netns) with failures already counted starts from its count now, and this free, which
  * may be one of them, is counted as unclassified rather than reported as another kind of drop. */
 static __always_inline struct ctct_baseline *baseline_of(struct net *net, __u32 key, const bool direct,
@@ -95,8 +108,7 @@ static __always_inline struct ctct_baseline *baseline_of(struct net *net, __u32 
 		init.stat = (__u64)BPF_CORE_READ(net, ct.stat);
 		if (!init.stat)
 			return NULL;
-		/* net_cookie is taken from one counter at each netns' creation (5.12+) */
-		if (!(has_cookie && netns_cookie_at_start && cookie > netns_cookie_at_start)) {
+		if (!(has_cookie && born_after_start(cookie))) {
 			if (read_insert_failed(init.stat, &cur32, direct))
 				return NULL;
 			init.count = cur32;

@@ -151,10 +151,6 @@ Tracer::Tracer(const Plan &plan, const TracerOptions &opts, EventFn on_event) : 
 	}
 	skel_->rodata->hook_text_lo = opts.hook_text.lo;
 	skel_->rodata->hook_text_hi = opts.hook_text.hi;
-	// Before the seeding's scan: a netns it misses is then either above the mark (born after, counters
-	// at 0) or was there to be found.
-	if (plan.detect_at_free)
-		skel_->rodata->netns_cookie_at_start = fresh_netns_cookie();
 	bpf_map__set_max_entries(skel_->maps.events, opts.ringbuf_bytes);
 	for (const auto &h : hooks)
 		if (h.attach == Attach::Fentry)
@@ -163,8 +159,12 @@ Tracer::Tracer(const Plan &plan, const TracerOptions &opts, EventFn on_event) : 
 		throw std::runtime_error(std::string("loading BPF programs failed: ") + strerror(-err) +
 					 " (run with -v for the verifier log)");
 	// Seed before attaching, so a drop right after start is compared with a real baseline.
-	if (plan.detect_at_free)
+	if (plan.detect_at_free) {
+		// Before the seeding's scan: a netns it misses is then either born after the marks (counters at
+		// 0) or was there to be found.
+		set_netns_marks(fresh_netns_cookies());
 		seeded_ = seed_baselines();
+	}
 	for (const auto &h : hooks)
 		links_.push_back(attach_program(skel_.get(), h, is_return_hook(h.hook)));
 	batch_.reserve(kMaxBatch);
@@ -279,6 +279,21 @@ void Tracer::sweep_pending(uint64_t now_ns, uint64_t age_ns)
 	sweep_map<ctct_event>(
 		bpf_map__fd(skel_->maps.pending), [&](const ctct_event &e) { return e.ts_ns + age_ns < now_ns; },
 		[&](ctct_event &e) { on_event_(e); }, (uint64_t *)&skel_->bss->n_pending);
+}
+
+void Tracer::set_netns_marks(const std::vector<uint64_t> &cookies)
+{
+	std::map<uint64_t, uint64_t> latest; // batch -> the latest mark in it
+	for (uint64_t c : cookies)
+		latest[netns_cookie_batch(c)] = std::max(latest[netns_cookie_batch(c)], c);
+	int fd = bpf_map__fd(skel_->maps.netns_marks);
+	for (const auto &[batch, mark] : latest)
+		if (bpf_map_update_elem(fd, &batch, &mark, BPF_ANY))
+			return; // without all of them no netns is told new: safe, only less exact
+	if (latest.empty())
+		return;
+	skel_->bss->netns_mark_top_batch = latest.rbegin()->first;
+	skel_->bss->netns_marks_set = 1;
 }
 
 size_t Tracer::seed_baselines()
