@@ -161,6 +161,18 @@ CTCT_GLOBAL struct {
  * per-packet paths (every enqueue, every kfree_skb) skip their lookups; failures are rare. */
 CTCT_GLOBAL __u64 n_enqueue_failed;
 CTCT_GLOBAL __u64 n_pending;
+/* Tracepoint mode: cookies of netns the loader made just before seeding, one on each CPU it may run on.
+ * A netns takes its cookie from its CPU's batch of 4096 (gen_cookie_next(), 5.12+: 6.18 here gave 2386,
+ * 6692, 2387, 6693 on CPUs 0, 1, 0, 1), so order holds only within a batch: batch ((cookie - 1) >> 12)
+ * -> the latest mark in it; netns_mark_top_batch: the newest marked batch (0 with no marks). */
+CTCT_GLOBAL struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, __u64);
+} netns_marks SEC(".maps");
+CTCT_GLOBAL __u64 netns_mark_top_batch;
+CTCT_GLOBAL __u32 netns_marks_set;
 /* confirm_exit_has_args: clashes recorded by nf_ct_resolve_clash and not yet seen by confirm's return */
 CTCT_GLOBAL __u64 n_inflight;
 

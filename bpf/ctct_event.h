@@ -122,7 +122,7 @@ struct ctct_event {
  * can compare-and-swap it (32-bit atomics need v3). */
 struct ctct_baseline {
 	__u64 count;
-	__u64 cookie; /* net->net_cookie; 0: seeded by the loader, not looked at yet */
+	__u64 cookie; /* net->net_cookie; 0: seeded by the loader without one, not looked at yet */
 	__u64 stat;   /* net->ct.stat (per-CPU base), cached by the first look */
 };
 
@@ -132,10 +132,11 @@ enum ctct_counter {
 	CTCT_CNT_QUEUE_SLOT_EVICTED,  /* a queued packet's record was overwritten while it waited (both slots pending) */
 	CTCT_CNT_INFLIGHT_MAP_FULL,   /* confirm entry record could not be stored */
 	CTCT_CNT_PENDING_MAP_FULL,    /* drop waiting for kfree_skb could not be stored */
-	CTCT_CNT_UNSEEDED_BASELINE,   /* tracepoint mode: first look at a netns not seeded at start */
+	CTCT_CNT_UNSEEDED_BASELINE,   /* tracepoint mode: first look at a netns that predates the start, not seeded */
 	CTCT_CNT_ENQUEUE_ARGS_LOST,   /* kprobe mode, --exact-queue-errors: a failed enqueue whose arguments another task's overwrote */
 	CTCT_CNT_BASELINE_MAP_FULL,   /* tracepoint mode: a netns' insert_failed baseline could not be stored */
 	CTCT_CNT_NETNS_REUSED,        /* tracepoint mode: a baseline's netns inode now names a new netns */
+	CTCT_CNT_UNSEEDED_UNCLASSIFIED, /* tracepoint mode: a drop in such a netns, its insert_failed not 0 at the first look: not reported */
 	CTCT_CNT_EVENTS,              /* events submitted */
 	CTCT_CNT_MAX,
 };

@@ -68,36 +68,77 @@ static __always_inline int read_insert_failed(__u64 stat, __u32 *total, const bo
 	return 0;
 }
 
+/* Whether the netns with this cookie was born after the loader's marks, so its counters started at 0 with
+ * the tracer about to watch: later in a marked batch than its mark, or in a batch taken after all of them.
+ * A CPU without a mark (offline at start) hands out cookies of an older batch: told "not known new". */
+static __always_inline bool born_after_start(__u64 cookie)
+{
+	__u64 batch = (cookie - 1) >> 12, *mark;
+
+	if (!netns_marks_set)
+		return false;
+	mark = bpf_map_lookup_elem(&netns_marks, &batch);
+	return mark ? cookie > *mark : batch > netns_mark_top_batch;
+}
+
 /* The netns' baseline, claimed for this netns (by cookie) and with its counters' address cached; NULL if
- * the map is full. A netns without an entry (created after start) or whose inode belonged to a netns
- * that is gone starts from 0: its counters did. */
-static __always_inline struct ctct_baseline *baseline_of(struct net *net, __u32 key, const bool direct)
+ * the map is full, or (with *unclassified set) when this free cannot be told. A netns the loader did not
+ * seed starts from 0 when it is known to be born after the start (by its cookie: its counters started
+ * at 0) or when its counter is still 0; one that predates the start (not reachable
+ * from /proc or /run/netns) with failures already counted starts from its count now, and this free, which
+ * may be one of them, is counted as unclassified rather than reported as another kind of drop. */
+static __always_inline struct ctct_baseline *baseline_of(struct net *net, __u32 key, const bool direct,
+							 bool *unclassified)
 {
 	struct ctct_baseline *b = bpf_map_lookup_elem(&baselines, &key), init = {};
+	bool has_cookie = bpf_core_field_exists(net->net_cookie);
 	__u64 cookie, old;
 
-	if (!bpf_core_field_exists(net->net_cookie))
+	if (!has_cookie)
 		cookie = (__u64)net;
 	else if (direct)
 		cookie = net->net_cookie;
 	else
 		cookie = BPF_CORE_READ(net, net_cookie);
 	if (!b) {
-		count(CTCT_CNT_UNSEEDED_BASELINE);
+		__u32 cur32 = 0;
+		int err;
+
 		init.cookie = cookie;
-		if (bpf_map_update_elem(&baselines, &key, &init, BPF_NOEXIST) && !bpf_map_lookup_elem(&baselines, &key)) {
-			count(CTCT_CNT_BASELINE_MAP_FULL);
+		init.stat = (__u64)BPF_CORE_READ(net, ct.stat);
+		if (!init.stat)
+			return NULL;
+		if (!(has_cookie && born_after_start(cookie))) {
+			if (read_insert_failed(init.stat, &cur32, direct))
+				return NULL;
+			init.count = cur32;
+			count(CTCT_CNT_UNSEEDED_BASELINE);
+		}
+		err = bpf_map_update_elem(&baselines, &key, &init, BPF_NOEXIST);
+		b = bpf_map_lookup_elem(&baselines, &key);
+		if (!b) {
+			if (err)
+				count(CTCT_CNT_BASELINE_MAP_FULL);
 			return NULL;
 		}
-		b = bpf_map_lookup_elem(&baselines, &key);
-		if (!b)
+		if (!err && init.count) {
+			count(CTCT_CNT_UNSEEDED_UNCLASSIFIED);
+			*unclassified = true;
 			return NULL;
+		}
+		if (!err)
+			return b;
+		/* another CPU stored it first: its entry, looked at as any other */
 	}
 	old = b->cookie;
-	if (old != cookie) {
-		/* Seeded by the loader (0), or the inode is reused. Either way the netns named by the entry
-		 * before is gone or this one, so whoever gets here stores the right address; before the
-		 * cookie, so that a matching cookie never comes with another netns' address. */
+	if (old == cookie) {
+		/* seeded by the loader, which knew the cookie: the first look caches the address */
+		if (!b->stat)
+			b->stat = (__u64)BPF_CORE_READ(net, ct.stat);
+	} else {
+		/* Seeded by the loader without a cookie (0), or the inode is reused. Either way the netns named
+		 * by the entry before is gone or this one, so whoever gets here stores the right address; before
+		 * the cookie, so that a matching cookie never comes with another netns' address. */
 		b->stat = (__u64)BPF_CORE_READ(net, ct.stat);
 		if (__sync_val_compare_and_swap(&b->cookie, old, cookie) == old && old) {
 			count(CTCT_CNT_NETNS_REUSED);
@@ -176,6 +217,7 @@ static __always_inline int detect(struct sk_buff *skb, __u64 location, __u32 rea
 	__u64 cur, prev = 0;
 	struct nf_conn *ct = (struct nf_conn *)(nfct & NFCT_PTRMASK);
 	struct ctct_baseline *b;
+	bool unclassified = false;
 	int claimed = 0;
 	struct ctct_event *e;
 	struct net *net;
@@ -202,7 +244,9 @@ static __always_inline int detect(struct sk_buff *skb, __u64 location, __u32 rea
 	/* IP_CT_ESTABLISHED means the entry has seen a reply, so it is in the table: never a clash loser */
 	if (ctinfo == CTCT_IP_CT_ESTABLISHED || ctinfo >= IP_CT_IS_REPLY)
 		return detect_by_location(skb, key, location, reason);
-	b = baseline_of(net, key, direct);
+	b = baseline_of(net, key, direct, &unclassified);
+	if (unclassified)
+		return 0;
 	if (!b || !b->stat || read_insert_failed(b->stat, &cur32, direct))
 		return detect_by_location(skb, key, location, reason);
 	cur = cur32;

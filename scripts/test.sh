@@ -90,6 +90,9 @@ if [ "$(id -u)" = 0 ]; then
 		timeout 600 env CTCT_BUILD="$build" TINY_SECS=5 bash "$root/tests/e2e/flood.sh" tracepoint 20
 	suite "host kernel: a netns inode handed out again while tracing (tracepoint baselines)" \
 		timeout 300 env CTCT_BUILD="$build" bash "$root/tests/e2e/netns_reuse.sh" tracepoint
+	# ~15 s: netns the tracer could not seed (born after its start; older but hidden): confirm drops stay confirm drops
+	suite "host kernel: netns born after the start, and one hidden from the seeding (tracepoint baselines)" \
+		timeout 60 env CTCT_BUILD="$build" bash "$root/tests/e2e/netns_late.sh" tracepoint 5
 	suite "host kernel: netns names: named, unnamed and a kubelet/containerd-like cgroup; drops == Δinsert_failed each" \
 		timeout 90 env CTCT_BUILD="$build" bash "$root/tests/e2e/netns_names.sh" tracepoint
 	suite "host kernel: no BTF (hidden in a mount namespace): one line, exit 2; doctor works" \

@@ -52,6 +52,38 @@ static uint64_t this_netns_cookie()
 	return cookie;
 }
 
+std::vector<uint64_t> fresh_netns_cookies()
+{
+	cpu_set_t allowed;
+	CPU_ZERO(&allowed);
+	if (sched_getaffinity(0, sizeof(allowed), &allowed))
+		return {};
+	std::vector<int> cpus;
+	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+		if (CPU_ISSET(cpu, &allowed))
+			cpus.push_back(cpu);
+	std::vector<uint64_t> cookies(cpus.size(), 0);
+	std::vector<std::thread> threads;
+	// at once: netns creation takes a few ms each; unshare() moves only its thread, the netns goes with it
+	for (size_t i = 0; i < cpus.size(); i++)
+		threads.emplace_back([&, i] {
+			cpu_set_t one;
+			CPU_ZERO(&one);
+			CPU_SET(cpus[i], &one);
+			// the cookie is taken on the CPU that runs setup_net(): pinned, that is this one
+			if (sched_setaffinity(0, sizeof(one), &one) == 0 && unshare(CLONE_NEWNET) == 0)
+				cookies[i] = this_netns_cookie();
+		});
+	for (auto &t : threads)
+		t.join();
+	std::vector<uint64_t> out;
+	for (auto c : cookies)
+		if (c)
+			out.push_back(c);
+	// a CPU left unmarked is one whose later netns are not known new: safe, only less exact
+	return out;
+}
+
 std::vector<std::optional<std::string>> read_in_netns(const std::string &ns_path, const std::vector<std::string> &files,
 						      uint64_t *cookie)
 {

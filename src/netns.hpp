@@ -16,6 +16,13 @@ std::map<uint32_t, std::string> list_netns();
 
 // Read files (paths under /proc/thread-self/...) from inside a netns; a file that cannot be read is
 // nullopt. setns() moves only the calling thread, so this runs in a short-lived thread.
+// Cookies of netns made and dropped at once, one on each CPU this process may run on. A netns takes its
+// cookie from its CPU's current batch (5.12+), so one born later has a larger cookie than its CPU's mark
+// or one in a newer batch. Empty if unknown (no CAP_SYS_ADMIN, no SO_NETNS_COOKIE before 5.14).
+std::vector<uint64_t> fresh_netns_cookies();
+// The batch a cookie came from: batches start at multiples of 4096, their first cookie one above.
+inline uint64_t netns_cookie_batch(uint64_t cookie) { return (cookie - 1) >> 12; }
+
 // With `cookie`, also the netns' cookie (SO_NETNS_COOKIE, 5.14+; 0 if unknown): unique per boot, while
 // inode numbers are handed out again as soon as a netns is gone.
 std::vector<std::optional<std::string>> read_in_netns(const std::string &ns_path, const std::vector<std::string> &files,

@@ -29,7 +29,7 @@ std::vector<std::string> counter_names()
 	// was once reported under the name "events")
 	static const char *const names[] = {"ringbuf_full", "queue_slot_evicted", "inflight_map_full", "pending_map_full",
 					    "unseeded_baseline",
-					    "enqueue_args_lost", "baseline_map_full", "netns_inode_reused", "events"};
+					    "enqueue_args_lost", "baseline_map_full", "netns_inode_reused", "unseeded_unclassified", "events"};
 	static_assert(sizeof(names) / sizeof(names[0]) == CTCT_CNT_MAX, "one name per enum ctct_counter");
 	return {std::begin(names), std::end(names)};
 }
@@ -159,8 +159,12 @@ Tracer::Tracer(const Plan &plan, const TracerOptions &opts, EventFn on_event) : 
 		throw std::runtime_error(std::string("loading BPF programs failed: ") + strerror(-err) +
 					 " (run with -v for the verifier log)");
 	// Seed before attaching, so a drop right after start is compared with a real baseline.
-	if (plan.detect_at_free)
+	if (plan.detect_at_free) {
+		// Before the seeding's scan: a netns it misses is then either born after the marks (counters at
+		// 0) or was there to be found.
+		set_netns_marks(fresh_netns_cookies());
 		seeded_ = seed_baselines();
+	}
 	for (const auto &h : hooks)
 		links_.push_back(attach_program(skel_.get(), h, is_return_hook(h.hook)));
 	batch_.reserve(kMaxBatch);
@@ -277,18 +281,35 @@ void Tracer::sweep_pending(uint64_t now_ns, uint64_t age_ns)
 		[&](ctct_event &e) { on_event_(e); }, (uint64_t *)&skel_->bss->n_pending);
 }
 
+void Tracer::set_netns_marks(const std::vector<uint64_t> &cookies)
+{
+	std::map<uint64_t, uint64_t> latest; // batch -> the latest mark in it
+	for (uint64_t c : cookies)
+		latest[netns_cookie_batch(c)] = std::max(latest[netns_cookie_batch(c)], c);
+	int fd = bpf_map__fd(skel_->maps.netns_marks);
+	for (const auto &[batch, mark] : latest)
+		if (bpf_map_update_elem(fd, &batch, &mark, BPF_ANY))
+			return; // without all of them no netns is told new: safe, only less exact
+	if (latest.empty())
+		return;
+	skel_->bss->netns_mark_top_batch = latest.rbegin()->first;
+	skel_->bss->netns_marks_set = 1;
+}
+
 size_t Tracer::seed_baselines()
 {
 	int map_fd = bpf_map__fd(skel_->maps.baselines);
 	size_t seeded = 0;
 	for (const auto &[ino, path] : list_netns()) {
-		auto text = read_in_netns(path, {"/proc/thread-self/net/stat/nf_conntrack"})[0];
+		uint64_t cookie = 0;
+		auto text = read_in_netns(path, {"/proc/thread-self/net/stat/nf_conntrack"}, &cookie)[0];
 		if (!text)
 			continue; // netns without conntrack loaded: a later drop there starts from zero
 		try {
 			// the kernel counter is 32-bit per CPU and the BPF side sums it in 32 bits; the map value is
 			// 64-bit only for the compare-and-swap
-			ctct_baseline v{(uint32_t)parse_conntrack_stat(*text).totals()["insert_failed"], 0, 0};
+			// with its cookie, so that a netns gone before its first look and its inode reused is told apart
+			ctct_baseline v{(uint32_t)parse_conntrack_stat(*text).totals()["insert_failed"], cookie, 0};
 			if (bpf_map_update_elem(map_fd, &ino, &v, BPF_ANY) == 0)
 				seeded++;
 		} catch (const std::exception &) {

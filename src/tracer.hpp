@@ -63,6 +63,7 @@ public:
 	void sweep_pending(uint64_t now_ns, uint64_t age_ns);
 	// Tracepoint mode: write this CPU's current insert_failed for every netns we can enter.
 	size_t seed_baselines();
+	void set_netns_marks(const std::vector<uint64_t> &cookies);
 	size_t seeded() const { return seeded_; }
 
 private:
