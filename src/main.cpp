@@ -131,8 +131,8 @@ int main(int argc, char **argv)
 		      "exit); the start line and loss warnings stay");
 	auto *met = app.add_option_group("Metrics (docs/metrics.md)");
 	met->add_option("--metrics-listen", ta.metrics_listen,
-			"Serve Prometheus metrics at http://ADDR:PORT/metrics (127.0.0.1:9477, [::1]:9477, :9477 for "
-			"every IPv4 address)")->check(non_empty);
+			"Serve Prometheus metrics at http://ADDR:PORT/metrics, a numeric address (127.0.0.1:9477, :9477 for "
+			"every IPv4 address; [::1]:9477 only where civetweb has IPv6, which Debian 12's has not)")->check(non_empty);
 	met->add_option("--metrics-textfile", ta.metrics_textfile,
 			"Write the metrics to this file for node_exporter's textfile collector (a .prom file in its "
 			"directory), replaced atomically every --metrics-textfile-interval and at exit")->check(non_empty);
