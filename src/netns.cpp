@@ -26,10 +26,15 @@ std::map<uint32_t, std::string> list_netns()
 				paths.push_back(std::string("/proc/") + de->d_name + "/ns/net");
 		closedir(d);
 	}
+	// Only nsfs inodes: a /run/netns name whose namespace is gone is a plain tmpfs file, and its inode
+	// number could equal a live namespace's (netns_names.cpp makes the same check).
+	struct stat self_ns;
+	if (stat(paths[0].c_str(), &self_ns) != 0)
+		return {};
 	std::map<uint32_t, std::string> out;
 	for (const auto &p : paths) {
 		struct stat st;
-		if (stat(p.c_str(), &st) == 0)
+		if (stat(p.c_str(), &st) == 0 && st.st_dev == self_ns.st_dev)
 			out.emplace((uint32_t)st.st_ino, p);
 	}
 	return out;
