@@ -375,6 +375,18 @@ void BM_LongRunRss(benchmark::State &state)
 }
 BENCHMARK(BM_LongRunRss)->Arg(5000000)->Iterations(1)->Unit(benchmark::kMillisecond);
 
+// A tracer start indexes /proc/kallsyms (planning, and symbolizing where a packet was freed): this
+// machine's live file (root for real addresses), parsed again each iteration.
+void BM_KallsymsParse(benchmark::State &state)
+{
+	const std::string text = read_file("/proc/kallsyms");
+	size_t n = 0;
+	for (auto _ : state)
+		n = Kallsyms::parse(text).size();
+	state.counters["text_symbols"] = (double)n;
+}
+BENCHMARK(BM_KallsymsParse)->Unit(benchmark::kMillisecond);
+
 } // namespace
 
 BENCHMARK_MAIN();

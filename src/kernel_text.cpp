@@ -15,7 +15,7 @@ namespace ctct {
 
 // Digits only: std::stoull would also take a sign ("-1" wraps to 2^64-1), leading blanks and "0x", and the
 // callers used to narrow its result to 32 bits silently.
-static bool parse_unsigned(const std::string &w, int base, uint64_t max, uint64_t &out)
+static bool parse_unsigned(std::string_view w, int base, uint64_t max, uint64_t &out)
 {
 	if (w.empty())
 		return false;
@@ -169,12 +169,22 @@ static size_t words_of(std::string_view line, std::string_view *w, size_t max)
 }
 
 // /proc/kallsyms has about 150,000 lines on a distribution kernel with modules loaded: scanned in place,
-// not through a stream and a vector of strings per line (that took most of a start under emulation).
-Kallsyms Kallsyms::parse(const std::string &text)
+// not through a stream and a vector of strings per line (that took most of a start under emulation), and
+// kept as offsets into the one buffer, indexed by sorting (not a map node and a string per symbol).
+Kallsyms Kallsyms::parse(std::string text)
 {
 	Kallsyms k;
+	k.text_ = std::move(text);
+	if (k.text_.size() > UINT32_MAX)
+		return Kallsyms{}; // offsets are 32 bits; a real kallsyms is ~10 MB
+	struct Row {
+		uint64_t addr;
+		Span name, module;
+	};
+	std::vector<Row> rows;
+	rows.reserve(k.text_.size() / 48);
 	bool any_nonzero = false;
-	std::string_view all(text);
+	std::string_view all(k.text_);
 	for (size_t pos = 0; pos < all.size();) {
 		size_t nl = all.find('\n', pos);
 		std::string_view line = all.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
@@ -183,54 +193,77 @@ Kallsyms Kallsyms::parse(const std::string &text)
 		size_t n = words_of(line, w, 4);
 		if (n < 3 || w[1].size() != 1 || (w[1][0] != 't' && w[1][0] != 'T'))
 			continue;
-		KernelSymbol s;
-		if (!parse_unsigned(std::string(w[0]), 16, UINT64_MAX, s.addr))
+		Row r{};
+		if (!parse_unsigned(w[0], 16, UINT64_MAX, r.addr))
 			continue;
-		any_nonzero |= s.addr != 0;
-		s.name = std::string(w[2]);
+		any_nonzero |= r.addr != 0;
+		auto span = [&](std::string_view v) { return Span{(uint32_t)(v.data() - all.data()), (uint32_t)v.size()}; };
+		r.name = span(w[2]);
 		if (n >= 4 && w[3].size() > 2 && w[3].front() == '[' && w[3].back() == ']')
-			s.module = std::string(w[3].substr(1, w[3].size() - 2));
-		k.syms_.push_back(std::move(s));
+			r.module = span(w[3].substr(1, w[3].size() - 2));
+		rows.push_back(r);
 	}
 	// Without CAP_SYSLOG (or with kptr_restrict=2) every address reads as zero.
-	k.hidden_ = !k.syms_.empty() && !any_nonzero;
-	std::sort(k.syms_.begin(), k.syms_.end(), [](auto &a, auto &b) { return a.addr < b.addr; });
-	k.addrs_.reserve(k.syms_.size());
-	for (size_t i = 0; i < k.syms_.size(); i++) {
-		k.by_name_.emplace(k.syms_[i].name, i);
-		k.addrs_.push_back(k.syms_[i].addr);
+	k.hidden_ = !rows.empty() && !any_nonzero;
+	std::stable_sort(rows.begin(), rows.end(), [](const Row &a, const Row &b) { return a.addr < b.addr; });
+	k.addrs_.reserve(rows.size());
+	k.names_.reserve(rows.size());
+	k.modules_.reserve(rows.size());
+	for (const Row &r : rows) {
+		k.addrs_.push_back(r.addr);
+		k.names_.push_back(r.name);
+		k.modules_.push_back(r.module);
 	}
+	k.by_name_.resize(rows.size());
+	for (uint32_t i = 0; i < k.by_name_.size(); i++)
+		k.by_name_[i] = i;
+	// by name, and among equal names by address: find() returns the lowest, as the first insert did
+	std::stable_sort(k.by_name_.begin(), k.by_name_.end(),
+			 [&k](uint32_t a, uint32_t b) { return k.view(k.names_[a]) < k.view(k.names_[b]); });
 	return k;
 }
 
-bool Kallsyms::has_function(const std::string &name) const { return by_name_.count(name) != 0; }
+const uint32_t *Kallsyms::find(std::string_view name) const
+{
+	auto it = std::lower_bound(by_name_.begin(), by_name_.end(), name,
+				   [this](uint32_t i, std::string_view n) { return view(names_[i]) < n; });
+	return it != by_name_.end() && view(names_[*it]) == name ? &*it : nullptr;
+}
+
+bool Kallsyms::has_function(const std::string &name) const { return find(name) != nullptr; }
 
 std::vector<std::string> Kallsyms::clones_of(const std::string &name) const
 {
 	std::vector<std::string> out;
-	for (auto it = by_name_.lower_bound(name + "."); it != by_name_.end() && it->first.rfind(name + ".", 0) == 0; ++it)
-		out.push_back(it->first);
+	std::string prefix = name + ".";
+	auto it = std::lower_bound(by_name_.begin(), by_name_.end(), std::string_view(prefix),
+				   [this](uint32_t i, std::string_view n) { return view(names_[i]) < n; });
+	for (; it != by_name_.end() && view(names_[*it]).substr(0, prefix.size()) == prefix; ++it) {
+		std::string n(view(names_[*it]));
+		if (out.empty() || out.back() != n) // one entry per name, as the map had
+			out.push_back(std::move(n));
+	}
 	return out;
 }
 
 std::string Kallsyms::module_of(const std::string &name) const
 {
-	auto it = by_name_.find(name);
-	return it == by_name_.end() ? "" : syms_[it->second].module;
+	const uint32_t *i = find(name);
+	return i ? std::string(view(modules_[*i])) : "";
 }
 
 std::optional<std::pair<uint64_t, uint64_t>> Kallsyms::range_of(const std::string &name) const
 {
-	auto it = by_name_.find(name);
-	if (hidden_ || it == by_name_.end())
+	const uint32_t *p = find(name);
+	if (hidden_ || !p)
 		return std::nullopt;
-	size_t i = it->second;
-	uint64_t lo = syms_[i].addr;
-	while (i + 1 < syms_.size() && syms_[i + 1].addr == lo)
+	size_t i = *p;
+	uint64_t lo = addrs_[i];
+	while (i + 1 < addrs_.size() && addrs_[i + 1] == lo)
 		i++;
-	if (i + 1 >= syms_.size())
+	if (i + 1 >= addrs_.size())
 		return std::nullopt; // the last text symbol: no end known
-	return std::make_pair(lo, syms_[i + 1].addr);
+	return std::make_pair(lo, addrs_[i + 1]);
 }
 
 std::string Kallsyms::symbolize(uint64_t addr) const
@@ -244,12 +277,13 @@ std::string Kallsyms::symbolize(uint64_t addr) const
 		buf[1] = 'x';
 		return std::string(buf, std::to_chars(buf + 2, buf + sizeof(buf), addr, 16).ptr);
 	}
-	const KernelSymbol &sym = syms_[it - addrs_.begin() - 1];
+	size_t i = it - addrs_.begin() - 1;
+	std::string_view name = view(names_[i]);
 	std::string out;
-	out.reserve(sym.name.size() + 20);
-	out = sym.name;
+	out.reserve(name.size() + 20);
+	out = name;
 	out += "+0x";
-	out.append(buf, std::to_chars(buf, buf + sizeof(buf), addr - sym.addr, 16).ptr);
+	out.append(buf, std::to_chars(buf, buf + sizeof(buf), addr - addrs_[i], 16).ptr);
 	return out;
 }
 

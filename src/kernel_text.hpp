@@ -4,6 +4,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace ctct {
@@ -32,14 +33,9 @@ struct QueueStat {
 std::vector<QueueStat> parse_nfqueue(const std::string &text);
 
 // /proc/kallsyms, text symbols only (t/T), sorted by address for symbolization.
-struct KernelSymbol {
-	uint64_t addr;
-	std::string name;
-	std::string module; // "" for vmlinux
-};
 class Kallsyms {
 public:
-	static Kallsyms parse(const std::string &text);
+	static Kallsyms parse(std::string text);
 	// The name as it can be attached: exact match first; compiler clones (name.isra.0, name.constprop.0,
 	// name.cold) are reported but not used, because their calling convention may differ.
 	bool has_function(const std::string &name) const;
@@ -48,13 +44,22 @@ public:
 	std::string symbolize(uint64_t addr) const; // "func+0x1a" or "0xffff..." when unknown
 	// [start, start of the next symbol): the function's text, for "was it freed inside f?"
 	std::optional<std::pair<uint64_t, uint64_t>> range_of(const std::string &name) const;
-	size_t size() const { return syms_.size(); }
+	size_t size() const { return addrs_.size(); }
 	bool addresses_hidden() const { return hidden_; }
 
 private:
-	std::vector<KernelSymbol> syms_; // sorted by addr
-	std::vector<uint64_t> addrs_;    // syms_[i].addr, for symbolize()
-	std::map<std::string, size_t> by_name_;
+	// Names and modules are offsets into text_ (the file as read), not a string per symbol: a distribution
+	// kernel has 100-150k text symbols and a tracer start parses them all (under emulation, seconds).
+	struct Span {
+		uint32_t off = 0, len = 0;
+	};
+	std::string_view view(Span s) const { return std::string_view(text_).substr(s.off, s.len); }
+	const uint32_t *find(std::string_view name) const; // first (lowest address) symbol of that name
+	std::string text_;
+	std::vector<uint64_t> addrs_;  // sorted
+	std::vector<Span> names_;      // names_[i]: the name at addrs_[i]
+	std::vector<Span> modules_;    // empty span for vmlinux
+	std::vector<uint32_t> by_name_; // indices, sorted by name, then address
 	bool hidden_ = false;
 };
 

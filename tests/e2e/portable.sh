@@ -19,8 +19,10 @@ mkdir -p "$root/bin" "$root/proc" "$root/sys"
 cp "$BIN" "$root/bin/ctconfirm-trace"
 # The kernel loads modules with the host's modprobe (request_module), but load them first as lib.sh does.
 load_modules
-in_chroot() { # in_chroot ENV... -- COMMAND...: a private mount namespace, so the mounts vanish with it
-	unshare -m --propagation private sh -c 'r=$1; shift
+# in_chroot ENV... -- COMMAND...: a private mount namespace, so the mounts vanish with it. Call it in a
+# subshell ($(...) or &): it execs, so a background one's $! is the command's pid and a signal reaches it.
+in_chroot() {
+	exec unshare -m --propagation private sh -c 'r=$1; shift
 		mount --rbind /proc "$r/proc" && mount --rbind /sys "$r/sys" && exec chroot "$r" /usr/bin/env "$@"' \
 		sh "$root" "$@"
 }
@@ -43,6 +45,8 @@ for _ in $(seq 150); do curl -sf "http://127.0.0.1:$port/metrics" >"$WORK/metric
 check "metrics served from the empty chroot: build_info" "$(grep -c '^ctconfirm_trace_build_info{' "$WORK/metrics.txt" 2>/dev/null)" 1
 check "metrics: the confirm-drop loss counters exported" "$(grep -c '^ctconfirm_trace_losses_total{' "$WORK/metrics.txt" 2>/dev/null | awk '{print ($1 > 0)}')" 1
 kill -INT $mpid 2>/dev/null
+for _ in $(seq 100); do kill -0 $mpid 2>/dev/null || break; sleep 0.2; done
+kill -0 $mpid 2>/dev/null && { not_ok "metrics run: still running 20 s after SIGINT"; kill -KILL $mpid; }
 wait $mpid
 check "metrics run: exit status after SIGINT" "$?" 0
 
