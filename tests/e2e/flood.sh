@@ -16,7 +16,7 @@
 # the join maps' *_map_full)
 # Prints the kernel's drop rate (Δinsert_failed per second) and what the tracer delivered.
 # Measured (host 6.18, 2 CPUs, tracepoint mode): 87-111k kernel drops/s in Dec 2026 (about 40 % confirm
-# drops, the rest queue overflows); 20 s gives about 2 million.
+# drops, the rest queue overflows); 20 s gives about 2 million, the 10 s of scripts/test.sh about 1 million.
 # usage: [TINY_SECS=S] [ALLOW_LOSS=1] flood.sh BACKEND [SECONDS]     (root; BACKEND: auto|fentry|kprobe|tracepoint)
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
