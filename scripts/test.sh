@@ -35,9 +35,9 @@ vm_report() { # vm_report SERIES RC SECONDS
 # binary and the rulesets meet; on 6.12 the current one for verify, metrics and the flood).
 declare -A vm_extra=([6.1]=doctor,portable,lifecycle [6.12]=verify,metrics,flood)
 vm_run() { # vm_run SERIES SMP
-	local profile=${SMOKE:-kernel+${vm_extra[$1]:-doctor,portable,verify,metrics,lifecycle,flood}}
+	local profile=${SMOKE:-${vm_extra[$1]:+kernel+${vm_extra[$1]}}}
 	"$root/scripts/vm/run.sh" --kernel "$1" --out "$build/vm-out/$1" --timeout 3600 --smp "$2" \
-		--env CTCT_BUILD="$build" -- "$root/tests/vm/e2e.sh" 1 20 "$profile" >"$build/vm-out/$1.log" 2>&1
+		--env CTCT_BUILD="$build" -- "$root/tests/vm/e2e.sh" 1 20 "${profile:-all}" >"$build/vm-out/$1.log" 2>&1
 }
 vm_suites() {
 	local k rc rc2 t0 pid
