@@ -55,9 +55,9 @@ int run_selftest_cmd(const SelftestArgs &a)
 	if (a.hold_ms < 10 || a.hold_ms > 10000)
 		die(kExitUsage, "invalid --hold-ms " + std::to_string(a.hold_ms) + ": must be 10..10000");
 	require_environment();
+	install_stop_handlers();
 	Kallsyms ksyms = load_kallsyms();
 	Plan plan = plan_for(backend, ksyms);
-	install_stop_handlers();
 	SelftestOptions opts;
 	opts.pairs = a.pairs;
 	opts.hold_ms = a.hold_ms;

@@ -210,6 +210,10 @@ int Session::run()
 		die(kExitUsage, "invalid --ringbuf-kb " + std::to_string(a_.ringbuf_kb) + ": must be a power of two, 4..1048576");
 	FlowFilter filter = filter_args(a_);
 	require_environment();
+	// Before anything slow (kallsyms, the exposer, the BPF load and attach: seconds with fentry): a Ctrl-C or
+	// SIGTERM during the start ends the run with its summary. Later, an inherited SIG_IGN (a background job of
+	// a script) swallowed it and the run went on to --duration; an inherited SIG_DFL killed it with no summary.
+	install_stop_handlers();
 
 	LineWriter::ignore_sigpipe(); // a closed stdout is EPIPE from write(2), reported, not a silent SIGPIPE death
 	ksyms_ = load_kallsyms();
@@ -302,7 +306,6 @@ int Session::run()
 	fprintf(stderr, "warning: benchmark floor build (CTCT_BENCH_FLOOR): the queue and confirm programs return "
 			"at once, nothing is detected\n");
 #endif
-	install_stop_handlers();
 
 	const auto names = counter_names();
 	std::vector<uint64_t> last(CTCT_CNT_MAX, 0);

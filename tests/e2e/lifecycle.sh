@@ -2,6 +2,7 @@
 # Kernel test of the tracer's life cycle:
 #   SIGKILL: afterwards no program or link it held is left in the kernel, nothing new is pinned in bpffs;
 #   SIGTERM: it ends with a `summary` line and exit status 0, and libbpf said nothing on stderr;
+#   SIGINT while it starts (inherited ignored or default): the same summary and status 0;
 #   two instances side by side on the same collision traffic: each reports events == Δinsert_failed.
 # usage: lifecycle.sh BACKEND [PAIRS]     (root; BACKEND: auto|fentry|kprobe|tracepoint)
 set -uo pipefail
@@ -53,6 +54,27 @@ TRACER_PID=
 check "SIGTERM: last line is the summary" "$(tail -n 1 "$WORK/trace.json" | jq -r .type)" summary
 # A normal start says nothing from libbpf (a refused object BTF once printed 2400 lines here).
 check "a normal run writes no libbpf lines to stderr" "$(grep -c '^libbpf:' "$WORK/trace.err")" 0
+
+# A stop signal during the start (the exposer answers before the programs load) ends the run with its summary
+# and status 0, whatever disposition it inherited: a script's background job has SIGINT ignored, a shell with
+# job control leaves it at default. It used to be lost (the run went on to --duration) or fatal (status 130).
+for inherit in ignored default; do
+	# explicit both ways: this script's INT trap decides what a plain background job inherits
+	pre=(sh -c 'trap "" INT; exec "$@"' sh)
+	[ "$inherit" = default ] && pre=(env --default-signal=INT)
+	port=$(free_port)
+	"${pre[@]}" "$TRACER" --json --backend "$BACKEND" --quiet --metrics-listen "127.0.0.1:$port" --duration 60s \
+		>"$WORK/early.json" 2>"$WORK/early.err" &
+	early=$!
+	for _ in $(seq 400); do curl -sf -o /dev/null "http://127.0.0.1:$port/metrics" && break; sleep 0.05; done
+	kill -INT "$early"
+	for _ in $(seq 100); do kill -0 "$early" 2>/dev/null || break; sleep 0.2; done
+	kill -0 "$early" 2>/dev/null && { not_ok "SIGINT during the start ($inherit): still running 20 s later"; kill -KILL "$early"; }
+	wait "$early"
+	check "SIGINT during the start, SIGINT $inherit before: exit status" "$?" 0
+	check "SIGINT during the start, SIGINT $inherit before: last line is the summary" \
+		"$(tail -n 1 "$WORK/early.json" | jq -r .type 2>/dev/null)" summary
+done
 
 # Two instances on the same traffic
 rm -f "$WORK/second.json"
