@@ -97,7 +97,7 @@ static std::string flow_key(const ctct_event &e)
 	return std::to_string(e.netns_ino) + " " + tuple_to_string(e.loser.orig);
 }
 
-void FlowTable::add(const ctct_event &e)
+void FlowTable::add(const ctct_event &e, const NetnsNamer::Entry *names)
 {
 	if (e.flags & CTCT_F_NO_CONNTRACK)
 		return;
@@ -112,6 +112,10 @@ void FlowTable::add(const ctct_event &e)
 		it->second.orig = e.loser.orig;
 		it->second.reply = e.loser.reply;
 		it->second.netns = e.netns_ino;
+		if (names) {
+			it->second.netns_info = names->json;
+			it->second.netns_label = names->label;
+		}
 	}
 	Flow &f = it->second;
 	f.by_type[event_type_name(e.type)]++;
@@ -146,6 +150,7 @@ nlohmann::json FlowTable::to_json() const
 	for (const Flow *f : ranked()) {
 		Percentiles p = percentiles(f->latency);
 		out.push_back({{"netns", f->netns},
+			       {"netns_info", f->netns_info},
 			       {"orig", tuple_json(f->orig)},
 			       {"reply", tuple_json(f->reply)},
 			       {"events", f->by_type},
@@ -161,8 +166,8 @@ std::string FlowTable::to_text(size_t max_rows) const
 {
 	std::string s;
 	char line[512];
-	snprintf(line, sizeof(line), "%-12s %-56s %6s %6s %6s %6s %9s %9s %9s\n", "NETNS", "FLOW (original tuple)", "CONFRM",
-		 "CLASH", "VERDCT", "QUEUE", "P50_MS", "P99_MS", "MAX_MS");
+	snprintf(line, sizeof(line), "%-12s %-56s %6s %6s %6s %6s %9s %9s %9s %s\n", "NETNS", "FLOW (original tuple)", "CONFRM",
+		 "CLASH", "VERDCT", "QUEUE", "P50_MS", "P99_MS", "MAX_MS", "NETNS_NAME");
 	s += line;
 	size_t n = 0;
 	for (const Flow *f : ranked()) {
@@ -183,10 +188,11 @@ std::string FlowTable::to_text(size_t max_rows) const
 				snprintf(b, sizeof(b), "-");
 			return std::string(b);
 		};
-		snprintf(line, sizeof(line), "%-12u %-56s %6lu %6lu %6lu %6lu %9s %9s %9s\n", f->netns,
+		snprintf(line, sizeof(line), "%-12u %-56s %6lu %6lu %6lu %6lu %9s %9s %9s ", f->netns,
 			 tuple_to_string(f->orig).c_str(), get("confirm_drop"), get("clash_resolved"), get("verdict_drop"),
 			 get("queue_drop"), msf(p.p50).c_str(), msf(p.p99).c_str(), msf(p.max).c_str());
 		s += line;
+		s += (f->netns_label.empty() ? "-" : f->netns_label) + "\n"; // last: a pod name has no fixed width
 	}
 	if (flows_not_kept_)
 		s += "(" + std::to_string(flows_not_kept_) + " events of flows beyond the table's bound not shown)\n";

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include "event.hpp"
 #include "kernel_text.hpp"
+#include "netns_names.hpp"
 #include "summary.hpp"
 
 namespace ctct {
@@ -43,7 +44,8 @@ private:
 // --group flow: per original tuple of the packet that was lost or nearly lost.
 class FlowTable {
 public:
-	void add(const ctct_event &e);
+	// names: what the netns was known as at the flow's first event (nullptr: naming is off)
+	void add(const ctct_event &e, const NetnsNamer::Entry *names = nullptr);
 	nlohmann::json to_json() const; // array of flows, most losses first
 	std::string to_text(size_t max_rows) const;
 	size_t size() const { return flows_.size(); }
@@ -53,6 +55,8 @@ private:
 		ctct_tuple orig{};
 		ctct_tuple reply{};
 		uint32_t netns = 0;
+		nlohmann::json netns_info; // null: naming off
+		std::string netns_label;
 		std::map<std::string, uint64_t> by_type;
 		std::vector<int64_t> latency; // bounded: kMaxSamplesPerFlow
 		uint64_t losses = 0;

@@ -122,7 +122,8 @@ int main(int argc, char **argv)
 			"(default 10s; 0: off)")
 		->check([&](const std::string &v) { return v == "0" ? std::string() : duration_ok(v); });
 	out->add_flag("--no-netns-names", ta.no_netns_names,
-		      "Do not name each event's netns (netns_info: its /run/netns name, processes, container, pod); "
+		      "Do not name netns in events, stats and flows records (netns_info: its /run/netns name, processes, "
+		      "container, pod); "
 		      "naming scans /proc when a new netns inode is seen, at most every 200 ms");
 	out->add_option("--group", ta.group, "flow: instead of one line per event, a table per flow (drops, resolved "
 					     "clashes, time in queue p50/p99/max), refreshed every --stats-interval")->check(non_empty);
@@ -183,7 +184,7 @@ int main(int argc, char **argv)
 	verify->add_flag("--exact-queue-errors", va.exact_queue_errors, "Also hook nfqnl_enqueue_packet's return");
 	verify->add_flag("--no-queue-hooks", va.no_queue_hooks, "Leave the per-packet queue path unhooked");
 	verify->add_flag("--verdict-hook", va.verdict_hook, "Also hook the reinject function (listener verdicts)");
-	verify->add_flag("--no-netns-names", va.no_netns_names, "Do not name each event's netns (--json events)");
+	verify->add_flag("--no-netns-names", va.no_netns_names, "Do not name netns (netns_info of --json events and of the verify record)");
 	verify->add_option("--netns", va.netns, "Only this network namespace inode")->check(non_empty);
 	verify->add_option("--proto", va.proto, "Only this protocol")->check(non_empty);
 	verify->add_option("--addr", va.addr, "Only flows with this address or prefix")->check(non_empty);

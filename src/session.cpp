@@ -32,6 +32,15 @@ FlowFilter filter_args(const TraceArgs &a)
 
 } // namespace
 
+// What a netns is known as when a record (stats, verify) is written; null with --no-netns-names.
+nlohmann::json Session::netns_info_now(uint32_t ino)
+{
+	if (a_.no_netns_names)
+		return nullptr;
+	namer_.observe(ino, monotonic_ns());
+	return namer_.get(ino).json;
+}
+
 std::map<uint32_t, std::string> Session::watched_netns()
 {
 	netns_paths_ = list_netns();
@@ -74,14 +83,14 @@ void Session::on_event(ctct_event e)
 		metrics_->add(e);
 	if (a_.quiet)
 		return;
+	if (!a_.no_netns_names && (a_.group == "flow" || !verify_ || a_.json))
+		namer_.observe(e.netns_ino, monotonic_ns());
 	if (a_.group == "flow") {
-		flows_.add(e);
+		flows_.add(e, a_.no_netns_names ? nullptr : &namer_.get(e.netns_ino));
 		return;
 	}
 	if (verify_ && !a_.json)
 		return;
-	if (!a_.no_netns_names)
-		namer_.observe(e.netns_ino, monotonic_ns());
 	if (a_.json) {
 		// == event_json(e, ctx_).dump(..., replace), ~60x faster, written straight into the output buffer
 		out_.write_line_from([&](std::string &buf) { append_event_json_line(buf, e, ctx_); });
@@ -169,8 +178,10 @@ nlohmann::json Session::stats_record(const CountersByNetns &now, double interval
 			interesting = true;
 		}
 		n["queues"] = qs;
-		if (interesting || tally_.saw(ns))
+		if (interesting || tally_.saw(ns)) {
+			n["netns_info"] = netns_info_now(ns);
 			per.push_back(n);
+		}
 	}
 	j["netns"] = per;
 	return j;
@@ -405,6 +416,8 @@ int Session::run()
 			if (counter_is_loss(i))
 				losses[names[i]] = last[i];
 		VerifyOutcome v = evaluate_verify(w, tally_.seen(), losses, max_drops, elapsed_s);
+		for (auto &n : v.summary["netns"])
+			n["netns_info"] = netns_info_now(n["netns"].get<uint32_t>());
 		if (a_.json)
 			emit(summary_json());
 		out_.write_line(v.verdict);

@@ -74,6 +74,7 @@ private:
 	void on_event(ctct_event e);
 	nlohmann::json listener_json(const NetnsCounters &c, const QueueStat &q);
 	std::map<uint32_t, std::string> watched_netns();
+	nlohmann::json netns_info_now(uint32_t ino);
 	void classify_queue_drop(ctct_event &e);
 	nlohmann::json stats_record(const CountersByNetns &now, double interval_s);
 	// Whole lines only, flushed once per poll; a closed stdout (EPIPE) stops the run with a message.

@@ -39,6 +39,7 @@ verify_case() { # verify_case NAME EXPECTED_EXIT PAIRS_TO_SEND verify-args...
 verify_case "drops over the threshold" 1 "$PAIRS" --duration 6s --max-drops 0
 check "$BACKEND verify: coverage complete when all seen" "$(jq -r .coverage_complete <<<"$SUMMARY")" true
 check "$BACKEND verify: confirm_drop seen == pairs" "$(jq -r '.netns[0].seen.confirm_drop' <<<"$SUMMARY")" "$PAIRS"
+check "$BACKEND verify: the netns entry names the router" "$(jq -r '.netns[0].netns_info.label' <<<"$SUMMARY")" "netns:$RTR"
 verify_case "drops within the threshold" 0 "$PAIRS" --duration 6s --max-drops "$PAIRS"
 verify_case "quiet window" 0 0 --duration 3s
 verify_case "a filter hides the drops: coverage gap" 3 "$PAIRS" --duration 6s --max-drops 100 --port 5999
@@ -77,6 +78,11 @@ check "$tag: listener pid" "$pid" "$(head -n 1 "$WORK/nfq.ready")"
 check "$tag: --group flow: no per-event lines" "$(events_of_type confirm_drop | wc -l)" 0
 check "$tag: --group flow: one row per losing flow" \
 	"$(jq -r 'select(.type == "flows") | [.flows[] | select(.losses == 1)] | length' "$WORK/trace.json")" $((if1 - if0))
+ino=$(netns_inode "$RTR")
+check "$tag: every stats entry of the router names it" "$(jq -s '[.[] | select(.type == "stats") | .netns[] | select(.netns == '"$ino"')]
+	| length > 0 and all(.netns_info.label == "netns:'"$RTR"'")' "$WORK/trace.json")" true
+check "$tag: --group flow: every row names the router" "$(jq -r 'select(.type == "flows") | .flows | length > 0 and
+	all(.netns == '"$ino"' and .netns_info.label == "netns:'"$RTR"'" and .netns_info.names == ["'"$RTR"'"])' "$WORK/trace.json")" true
 topo_down
 
 finish

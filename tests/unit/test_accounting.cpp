@@ -85,6 +85,29 @@ TEST(FlowTable, GroupsByFlowRanksByLosses)
 	EXPECT_NE(t.to_text(10).find("udp 10.0.0.1:2000 -> 10.0.0.2:53"), std::string::npos);
 }
 
+TEST(FlowTable, KeepsTheNetnsNameOfTheFirstEvent)
+{
+	FlowTable t;
+	NetnsNamer::Entry pod;
+	pod.label = "pod:shop/cart-7f";
+	pod.json = {{"label", pod.label}};
+	NetnsNamer::Entry later;
+	later.label = "pid:99/other";
+	later.json = {{"label", later.label}};
+	t.add(drop_event(CTCT_EV_CONFIRM_DROP, 2000, 0), &pod);
+	t.add(drop_event(CTCT_EV_CONFIRM_DROP, 2000, 0), &later); // same flow: the first name stays
+	t.add(drop_event(CTCT_EV_CONFIRM_DROP, 3000, 0));         // naming off: null, "-" in the text
+	auto j = t.to_json();
+	ASSERT_EQ(j.size(), 2u);
+	EXPECT_EQ(j[0]["netns_info"]["label"], "pod:shop/cart-7f");
+	EXPECT_TRUE(j[1]["netns_info"].is_null());
+	std::string text = t.to_text(10);
+	EXPECT_NE(text.find("NETNS_NAME\n"), std::string::npos);
+	EXPECT_NE(text.find(" pod:shop/cart-7f\n"), std::string::npos);
+	EXPECT_NE(text.find(" -\n"), std::string::npos);
+	EXPECT_EQ(text.find("pid:99"), std::string::npos);
+}
+
 static KernelWindow window(uint64_t if0, uint64_t if1)
 {
 	KernelWindow k;
