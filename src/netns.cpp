@@ -1,6 +1,6 @@
 #include "netns.hpp"
+#include "netns_names.hpp"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <set>
@@ -13,30 +13,14 @@ namespace ctct {
 
 std::map<uint32_t, std::string> list_netns()
 {
-	std::vector<std::string> paths = {"/proc/self/ns/net"};
-	if (DIR *d = opendir("/run/netns")) {
-		while (struct dirent *de = readdir(d))
-			if (de->d_name[0] != '.')
-				paths.push_back(std::string("/run/netns/") + de->d_name);
-		closedir(d);
-	}
-	if (DIR *d = opendir("/proc")) {
-		while (struct dirent *de = readdir(d))
-			if (de->d_name[0] >= '1' && de->d_name[0] <= '9')
-				paths.push_back(std::string("/proc/") + de->d_name + "/ns/net");
-		closedir(d);
-	}
-	// Only nsfs inodes: a /run/netns name whose namespace is gone is a plain tmpfs file, and its inode
-	// number could equal a live namespace's (netns_names.cpp makes the same check).
 	struct stat self_ns;
-	if (stat(paths[0].c_str(), &self_ns) != 0)
+	if (stat("/proc/self/ns/net", &self_ns) != 0)
 		return {};
-	std::map<uint32_t, std::string> out;
-	for (const auto &p : paths) {
-		struct stat st;
-		if (stat(p.c_str(), &st) == 0 && st.st_dev == self_ns.st_dev)
-			out.emplace((uint32_t)st.st_ino, p);
-	}
+	std::map<uint32_t, std::string> out = {{(uint32_t)self_ns.st_ino, "/proc/self/ns/net"}};
+	// a name before a pid: a bind mount outlives the processes that happen to be in the netns
+	for (const auto &[ino, h] : walk_netns())
+		out.emplace(ino, h.names.empty() ? "/proc/" + std::to_string(h.pids.front()) + "/ns/net"
+						 : "/run/netns/" + h.names.front());
 	return out;
 }
 

@@ -216,22 +216,46 @@ std::optional<uint32_t> netns_of(const std::string &proc_dir)
 
 } // namespace
 
-std::map<uint32_t, NetnsInfo> scan_netns_names(const NamingRoots &roots)
+std::map<uint32_t, NetnsHandles> walk_netns(const NamingRoots &roots)
 {
-	std::map<uint32_t, std::vector<int>> pids;
+	std::map<uint32_t, NetnsHandles> out;
 	if (DIR *d = opendir(roots.proc.c_str())) {
 		while (struct dirent *de = readdir(d)) {
 			if (de->d_name[0] < '1' || de->d_name[0] > '9')
 				continue;
 			if (auto ino = netns_of(roots.proc + "/" + de->d_name))
-				pids[*ino].push_back(atoi(de->d_name));
+				out[*ino].pids.push_back(atoi(de->d_name));
 		}
 		closedir(d);
 	}
+	struct stat self_ns;
+	bool have_dev = stat((roots.proc + "/self/ns/net").c_str(), &self_ns) == 0;
+	if (DIR *d = have_dev ? opendir(roots.run_netns.c_str()) : nullptr) {
+		while (struct dirent *de = readdir(d)) {
+			if (de->d_name[0] == '.')
+				continue;
+			struct stat st;
+			if (stat((roots.run_netns + "/" + de->d_name).c_str(), &st) == 0 && st.st_dev == self_ns.st_dev)
+				out[(uint32_t)st.st_ino].names.push_back(de->d_name);
+		}
+		closedir(d);
+	}
+	for (auto &[ino, h] : out) {
+		std::sort(h.pids.begin(), h.pids.end());
+		std::sort(h.names.begin(), h.names.end());
+	}
+	return out;
+}
+
+std::map<uint32_t, NetnsInfo> scan_netns_names(const NamingRoots &roots)
+{
 	std::map<uint32_t, NetnsInfo> out;
-	for (auto &[ino, list] : pids) {
-		std::sort(list.begin(), list.end());
+	for (auto &[ino, h] : walk_netns(roots)) {
 		NetnsInfo &i = out[ino];
+		i.names = std::move(h.names);
+		if (h.pids.empty())
+			continue;
+		const auto &list = h.pids;
 		i.process_count = (uint32_t)list.size();
 		for (size_t k = 0; k < list.size() && k < NetnsInfo::kMaxProcesses; k++) {
 			std::string comm = read_small(roots.proc + "/" + std::to_string(list[k]) + "/comm");
@@ -244,24 +268,6 @@ std::map<uint32_t, NetnsInfo> scan_netns_names(const NamingRoots &roots)
 	}
 	if (auto pid1 = netns_of(roots.proc + "/1"))
 		out[*pid1].host = true;
-	// A bind mount of an nsfs inode; the mount point without a mount (a deleted name) is a tmpfs file
-	// whose inode number means nothing, told apart by its device.
-	struct stat self_ns;
-	bool have_dev = stat((roots.proc + "/self/ns/net").c_str(), &self_ns) == 0;
-	if (DIR *d = opendir(roots.run_netns.c_str())) {
-		while (struct dirent *de = readdir(d)) {
-			if (de->d_name[0] == '.')
-				continue;
-			struct stat st;
-			if (stat((roots.run_netns + "/" + de->d_name).c_str(), &st) != 0 || !have_dev ||
-			    st.st_dev != self_ns.st_dev)
-				continue;
-			out[(uint32_t)st.st_ino].names.push_back(de->d_name);
-		}
-		closedir(d);
-	}
-	for (auto &[ino, i] : out)
-		std::sort(i.names.begin(), i.names.end());
 	bool want_pods = std::any_of(out.begin(), out.end(),
 				     [](const auto &kv) { return kv.second.container && !kv.second.container->pod_uid.empty(); });
 	if (want_pods) {

@@ -63,6 +63,16 @@ struct NamingRoots {
 };
 std::map<uint32_t, NetnsInfo> scan_netns_names(const NamingRoots &roots = {});
 
+// What opens each netns, in one pass over proc/*/ns/net (readlink) and run_netns: the pids in it and its
+// /run/netns names, both sorted. A name counts only if it is on the nsfs device of proc/self/ns/net (the
+// mount point of a deleted name is a tmpfs file whose inode number means nothing). The naming scan and
+// list_netns (netns.hpp) share it.
+struct NetnsHandles {
+	std::vector<int> pids;
+	std::vector<std::string> names;
+};
+std::map<uint32_t, NetnsHandles> walk_netns(const NamingRoots &roots = {});
+
 // The cache the event loop asks, by inode. A scan resolves every netns at once; it is run when an event
 // names an inode the cache does not know or when the cache is older than max_age_ns (an inode number is
 // handed out again once its netns is gone) or when what named it (its lowest pid, its first /run/netns

@@ -208,6 +208,24 @@ protected:
 	}
 };
 
+TEST_F(FakeRoots, WalkFindsPidsAndNamesSorted)
+{
+	process(900, 200, "b", "0::/");
+	process(80, 200, "a", "0::/");
+	process(7, 300, "c", "0::/");
+	uint32_t blue = named_netns("blue");
+	auto m = walk_netns(roots);
+	ASSERT_EQ(m.size(), 3u);
+	EXPECT_EQ(m[200].pids, (std::vector<int>{80, 900}));
+	EXPECT_TRUE(m[200].names.empty());
+	EXPECT_EQ(m[300].pids, std::vector<int>{7});
+	EXPECT_TRUE(m[blue].pids.empty());
+	EXPECT_EQ(m[blue].names, std::vector<std::string>{"blue"});
+	// no proc/self/ns/net: no device to tell a bind mount from a stray file, so no name is trusted
+	unlink((roots.proc + "/self/ns/net").c_str());
+	EXPECT_EQ(walk_netns(roots).count(blue), 0u);
+}
+
 TEST_F(FakeRoots, ScanNamesEveryNetns)
 {
 	process(1, 100, "systemd", "0::/init.scope");
