@@ -68,7 +68,7 @@ Plan plan_for(Backend backend, const Kallsyms &ksyms, bool exact_queue_errors, b
 	options.queue_text_known = ksyms.range_of("nf_queue").has_value();
 	options.reinject_text_known =
 		ksyms.range_of("nfqnl_reinject").has_value() || ksyms.range_of("nf_reinject").has_value();
-	Plan plan = choose_plan(backend, probe_for(backend, ksyms, g_verbose, false), options);
+	Plan plan = choose_plan(backend, probe_for(backend, ksyms, g_verbose, false, &options), options);
 	if (!plan.error.empty())
 		die(kExitUsage, plan.error);
 	return plan;

@@ -76,6 +76,17 @@ static const ProbeResult *find(const ProbeResults &p, const std::string &hook, A
 	return r == h->second.end() ? nullptr : &r->second;
 }
 
+bool hook_unused(const std::string &hook, const PlanOptions &options)
+{
+	if (!options.queue_hooks && (hook == "enqueue" || hook == "enqueue_return" || hook == "reinject"))
+		return true;
+	if (hook == "enqueue_return")
+		return !options.exact_queue_errors && options.queue_text_known;
+	if (hook == "reinject")
+		return !options.verdict_hook && options.reinject_text_known;
+	return false;
+}
+
 Plan choose_plan(Backend requested, const ProbeResults &probes, const PlanOptions &options)
 {
 	Plan plan;
@@ -137,17 +148,12 @@ why("kfree_skb") + ")";
 	plan.confirm_exit_has_args = chosen["confirm_return"].attach == Attach::Fentry && chosen.count("resolve_clash");
 	// The enqueue return hook is a second trampoline on every queued packet (with fentry it turns the
 	// entry's into one that calls the function); a failed enqueue is also seen where nf_queue() frees it.
-	bool skip_enqueue_return = !options.exact_queue_errors && options.queue_text_known;
 	bool has_enqueue_return = false, has_reinject = false;
 	for (const auto &spec : hook_table()) {
 		auto it = chosen.find(spec.name);
 		if (spec.name == "confirm" && plan.confirm_exit_has_args)
 			continue;
-		if (spec.name == "enqueue_return" && skip_enqueue_return)
-			continue;
-		if (!options.queue_hooks && (spec.name == "enqueue" || spec.name == "enqueue_return" || spec.name == "reinject"))
-			continue;
-		if (spec.name == "reinject" && !options.verdict_hook && options.reinject_text_known)
+		if (hook_unused(spec.name, options))
 			continue;
 		if (it != chosen.end()) {
 			plan.hooks.push_back(it->second);

@@ -82,6 +82,9 @@ struct PlanOptions {
 	// the reinject function is hooked
 	bool reinject_text_known = true;
 };
+// A hook that no plan with these options attaches (the enqueue return without --exact-queue-errors, the
+// reinject function without --verdict-hook, the queue path with --no-queue-hooks): tracing does not probe it.
+bool hook_unused(const std::string &hook, const PlanOptions &options);
 Plan choose_plan(Backend requested, const ProbeResults &probes, const PlanOptions &options = {});
 
 } // namespace ctct

@@ -171,7 +171,8 @@ static void probe_together(const std::vector<const HookSpec *> &specs, Attach a,
 		out[spec->name][a] = probe_one(*spec, a, ksyms);
 }
 
-ProbeResults probe_for(Backend backend, const Kallsyms &ksyms, bool verbose, bool exhaustive)
+ProbeResults probe_for(Backend backend, const Kallsyms &ksyms, bool verbose, bool exhaustive,
+		       const PlanOptions *plan_options)
 {
 	ProbeResults out;
 	// libbpf prints its own lines for every failed attempt; probing expects failures, so silence it
@@ -181,7 +182,9 @@ ProbeResults probe_for(Backend backend, const Kallsyms &ksyms, bool verbose, boo
 		libbpf_set_print(old);
 	std::vector<const HookSpec *> functions;
 	for (const auto &spec : hook_table())
-		if (!spec.tp_prog.empty())
+		if (plan_options && hook_unused(spec.name, *plan_options))
+			continue;
+		else if (!spec.tp_prog.empty())
 			out[spec.name][Attach::TpBtf] = probe_one(spec, Attach::TpBtf, ksyms);
 		else
 			functions.push_back(&spec);

@@ -20,8 +20,10 @@ struct SystemFacts {
 SystemFacts gather_facts(const Kallsyms &ksyms);
 
 // Probe the hooks with the attach types `backend` allows, in order of preference, stopping at the first
-// that works; `exhaustive` tries every type (what `features` prints).
-ProbeResults probe_for(Backend backend, const Kallsyms &ksyms, bool verbose, bool exhaustive);
+// that works; `exhaustive` tries every type (what `features` prints). With `plan_options`, only the hooks
+// a plan with those options may attach (each probe of a function hook is a load and an attach).
+ProbeResults probe_for(Backend backend, const Kallsyms &ksyms, bool verbose, bool exhaustive,
+		       const PlanOptions *plan_options = nullptr);
 
 nlohmann::json features_json(const SystemFacts &f, const ProbeResults &p, const Plan &auto_plan);
 std::string features_text(const SystemFacts &f, const ProbeResults &p, const Plan &auto_plan);

@@ -207,3 +207,34 @@ TEST(Plan, ConfirmEntryStaysWithoutTheResolveHook)
 	ASSERT_NE(hook(p, "confirm"), nullptr);
 	EXPECT_EQ(hook(p, "confirm")->attach, Attach::Fentry);
 }
+
+// Tracing probes only what its plan may attach: the plan from those probes is the plan from all of them.
+TEST(Plan, UnusedHooksNeedNoProbe)
+{
+	PlanOptions def, exact, verdict, none;
+	exact.exact_queue_errors = true;
+	verdict.verdict_hook = true;
+	none.queue_hooks = false;
+	EXPECT_TRUE(hook_unused("enqueue_return", def));
+	EXPECT_TRUE(hook_unused("reinject", def));
+	EXPECT_FALSE(hook_unused("enqueue", def));
+	EXPECT_FALSE(hook_unused("confirm", def)); // needed to decide, even when fexit makes it unattached
+	EXPECT_FALSE(hook_unused("enqueue_return", exact));
+	EXPECT_FALSE(hook_unused("reinject", verdict));
+	EXPECT_TRUE(hook_unused("enqueue", none));
+	for (const PlanOptions &o : {def, exact, verdict, none})
+		for (const auto &[f, k] : {std::pair{true, true}, {false, true}, {false, false}}) {
+			ProbeResults full = all(f, k, true), some = full;
+			for (const auto &s : hook_table())
+				if (hook_unused(s.name, o))
+					some.erase(s.name);
+			Plan a = choose_plan(Backend::Auto, full, o), b = choose_plan(Backend::Auto, some, o);
+			EXPECT_EQ(a.hooks.size(), b.hooks.size());
+			for (size_t i = 0; i < a.hooks.size() && i < b.hooks.size(); i++)
+				EXPECT_EQ(a.hooks[i].program, b.hooks[i].program);
+			EXPECT_EQ(a.notes, b.notes);
+			EXPECT_EQ(a.detect_at_free, b.detect_at_free);
+			EXPECT_EQ(a.queue_drop_at_free, b.queue_drop_at_free);
+			EXPECT_EQ(a.verdict_drop_at_free, b.verdict_drop_at_free);
+		}
+}
