@@ -9,6 +9,7 @@ ROUNDS=${1:?rounds}
 shift
 BACKENDS=("$@")
 [ ${#BACKENDS[@]} -gt 0 ] || { echo "usage: start_time.sh ROUNDS BACKEND..." >&2; exit 2; }
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "start_time.sh: ROUNDS must be a positive integer, not '$ROUNDS'" >&2; exit 2; }
 read -r -a BUILDS <<<"${CTCT_BUILDS:-${CTCT_BUILD:?CTCT_BUILD or CTCT_BUILDS}}"
 for b in "${BUILDS[@]}"; do
 	[ -x "$b/ctconfirm-trace" ] || { echo "start_time.sh: no $b/ctconfirm-trace" >&2; exit 2; }

@@ -83,7 +83,9 @@ void Session::on_event(ctct_event e)
 		metrics_->add(e);
 	if (a_.quiet)
 		return;
-	if (!a_.no_netns_names && (a_.group == "flow" || !verify_ || a_.json))
+	// every event that is written or grouped is named; verify's text mode writes none
+	bool named = a_.group == "flow" || !verify_ || a_.json;
+	if (named && !a_.no_netns_names)
 		namer_.observe(e.netns_ino, monotonic_ns());
 	if (a_.group == "flow") {
 		flows_.add(e, a_.no_netns_names ? nullptr : &namer_.get(e.netns_ino));
